@@ -1,0 +1,38 @@
+"""The registry of actions: a plain dict from action name to where it lives.
+
+Entries are import paths so that listing, validating and `--help` never import
+an action's heavy dependencies (boto3, paramiko); `get_action` loads one.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from irctl.actions.base import Action
+from irctl.errors import InputError
+
+ACTIONS: dict[str, str] = {
+    # built-in
+    "confirm": "irctl.actions.builtin:Confirm",
+    "manual": "irctl.actions.builtin:Manual",
+    "wait": "irctl.actions.builtin:Wait",
+    "assert": "irctl.actions.builtin:Assert",
+}
+
+_loaded: dict[str, Action] = {}
+
+
+def get_action(name: str) -> Action:
+    """The action instance for `name`; InputError naming the known ones when unknown."""
+    if name in _loaded:
+        return _loaded[name]
+    try:
+        target = ACTIONS[name]
+    except KeyError:
+        known = ", ".join(sorted(ACTIONS))
+        raise InputError(f"unknown action {name!r}", f"known actions: {known}") from None
+    module_name, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), attr)
+    action: Action = cls()
+    _loaded[name] = action
+    return action

@@ -1,0 +1,114 @@
+"""YAML loading that remembers where every value came from.
+
+PyYAML's composer gives nodes with marks; we build plain Python data from the
+node tree ourselves and keep a map from each value's path to its line and
+column, so validation errors point at `file:line:col` instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    col: int
+    message: str
+
+    def render(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass
+class Positions:
+    """Path in the data -> (line, col), both 1-based. Keys are marked at the key itself."""
+
+    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+
+    def at(self, path: Path_, prefer_key: bool = False) -> tuple[int, int]:
+        """The nearest known position for `path`, walking up to a parent when needed."""
+        probe = tuple(path)
+        while True:
+            if prefer_key and probe in self.keys:
+                return self.keys[probe]
+            if probe in self.values:
+                return self.values[probe]
+            if probe in self.keys:
+                return self.keys[probe]
+            if not probe:
+                return (1, 1)
+            probe = probe[:-1]
+
+    def locate(self, file: str, path: Path_, prefer_key: bool = False) -> str:
+        line, col = self.at(path, prefer_key)
+        return f"{file}:{line}:{col}"
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _scalar(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    return loader.construct_object(node, deep=True)
+
+
+def _build(loader: _Loader, node: yaml.Node, path: Path_, pos: Positions, file: str,
+           problems: list[Problem]) -> Any:
+    pos.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(loader, key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str | int | float | bool) or key is None:
+                problems.append(Problem(file, key_node.start_mark.line + 1,
+                                        key_node.start_mark.column + 1, "keys must be plain scalars"))
+                continue
+            child = (*path, key if isinstance(key, str) else str(key))
+            if key in out:
+                problems.append(Problem(file, key_node.start_mark.line + 1,
+                                        key_node.start_mark.column + 1, f"duplicate key {key!r}"))
+            pos.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            out[child[-1]] = _build(loader, value_node, child, pos, file, problems)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(loader, item, (*path, i), pos, file, problems)
+                for i, item in enumerate(node.value)]
+    assert isinstance(node, yaml.ScalarNode)
+    return _scalar(loader, node)
+
+
+def load_with_positions(text: str, file: str) -> tuple[Any, Positions, list[Problem]]:
+    """(data, positions, problems). On a YAML syntax error data is None and one problem names it."""
+    pos = Positions()
+    problems: list[Problem] = []
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, pos, problems
+        data = _build(loader, node, (), pos, file, problems)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problems.append(Problem(file, line, col, f"YAML syntax: {exc.problem or exc.context}"))
+        return None, pos, problems
+    except yaml.YAMLError as exc:
+        problems.append(Problem(file, 1, 1, f"YAML: {' '.join(str(exc).split())}"))
+        return None, pos, problems
+    except (ValueError, TypeError, RecursionError) as exc:
+        # Constructors raise these for values like a timestamp out of range.
+        problems.append(Problem(file, 1, 1, f"YAML value: {' '.join(str(exc).split())[:200]}"))
+        return None, pos, problems
+    finally:
+        loader.dispose()
+    return data, pos, problems
