@@ -161,6 +161,7 @@ class Context:
         started = self.clock.monotonic()
         intent = self.journal.append(
             "intent",
+            scope="call",
             run_id=self.run_id,
             operator=self.operator,
             runbook=self.runbook,
@@ -177,6 +178,7 @@ class Context:
         except BaseException as exc:
             self.journal.append(
                 "result",
+                scope="call",
                 run_id=self.run_id,
                 operator=self.operator,
                 runbook=self.runbook,
@@ -192,6 +194,7 @@ class Context:
             raise
         self.journal.append(
             "result",
+            scope="call",
             run_id=self.run_id,
             operator=self.operator,
             runbook=self.runbook,
