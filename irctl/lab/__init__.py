@@ -1,0 +1,1 @@
+"""The local drill lab: namespace hosts (`netns`) and, later, a whole cluster."""
