@@ -17,6 +17,10 @@ ACTIONS: dict[str, str] = {
     "manual": "irctl.actions.builtin:Manual",
     "wait": "irctl.actions.builtin:Wait",
     "assert": "irctl.actions.builtin:Assert",
+    # notify
+    "notify.slack": "irctl.actions.notify:NotifySlack",
+    "notify.statuspage": "irctl.actions.notify:NotifyStatuspage",
+    "notify.webhook": "irctl.actions.notify:NotifyWebhook",
 }
 
 _loaded: dict[str, Action] = {}
