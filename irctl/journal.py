@@ -122,7 +122,7 @@ class Journal:
         """Append one record; returns it with seq and hash. Raises JournalError if not on disk."""
         fields = self.redact({k: v for k, v in fields.items() if v is not None})
         # Large outputs keep their full value (resume needs it) in a side file named by hash.
-        for key in ("output", "outcome", "plan"):
+        for key in ("output", "outcome", "plan", "undo"):
             if key in fields and len(canonical({"v": fields[key]})) > MAX_RECORD // 2:
                 fields[key] = self._spill(fields[key])
         record: dict[str, Any] = {"event": event, **bound(fields)}

@@ -1,0 +1,58 @@
+"""`irctl run`, `resume`, `rollback`: runbooks through the engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from irctl.cli.common import DRY_RUN, YES, emit_run, state
+
+
+def _find(name: str) -> Path:
+    from irctl.runbook.loader import resolve_runbook
+
+    return resolve_runbook(name, state().settings.runbook_dirs)
+
+
+def run(
+    name: str = typer.Argument(..., help="Runbook name (see `irctl runbooks list`) or a file"),
+    param: list[str] = typer.Option([], "--param", "-p", help="Input as key=value (repeatable)"),
+    dry_run: bool = DRY_RUN,
+    yes: bool = YES,
+) -> None:
+    """Run a runbook: read steps run, mutating steps show their plan and ask first."""
+    from irctl.runbook.loader import load_runbook
+    from irctl.runbook.runner import parse_params, start_run
+
+    app = state()
+    path = _find(name)
+    runbook = load_runbook(path)
+    inputs = parse_params(param)
+    result = start_run(app.settings, app.inventory, app.ui_for(yes=yes), runbook, path, inputs,
+                       dry_run=dry_run, yes=yes)
+    emit_run(result)
+
+
+def resume(run_id: str = typer.Argument(...), yes: bool = YES) -> None:
+    """Continue an interrupted run: finished steps keep their results; in-doubt steps are reconciled."""
+    from irctl.runbook.runner import resume_run
+
+    app = state()
+    result = resume_run(app.settings, app.inventory, app.ui_for(yes=yes), run_id, yes=yes, find=_find)
+    emit_run(result)
+
+
+def rollback(run_id: str = typer.Argument(...), yes: bool = YES) -> None:
+    """Undo what a run did, newest first; each undo journaled."""
+    from irctl.runbook.runner import rollback_run
+
+    app = state()
+    result = rollback_run(app.settings, app.inventory, app.ui_for(yes=yes), run_id, yes=yes)
+    emit_run(result)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)
+    app.command()(resume)
+    app.command()(rollback)

@@ -1,0 +1,113 @@
+"""One mutating run per cluster at a time.
+
+A lock is a small JSON file in the state folder naming the operator, host, pid,
+run id, current step and since when. Taking it is atomic (O_EXCL under an
+flock); a second operator is refused with those details. A lock whose process
+is gone (same host, pid not alive) is taken over, and the caller journals that.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from irctl.errors import RefusedError
+
+
+@dataclass
+class LockInfo:
+    cluster: str
+    operator: str
+    host: str
+    pid: int
+    run_id: str
+    step: str | None
+    since: str
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ClusterLock:
+    def __init__(self, locks_dir: Path, cluster: str) -> None:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in cluster)
+        self.path = locks_dir / f"{safe}.lock"
+        self.cluster = cluster
+        self.info: LockInfo | None = None
+        self.taken_over: LockInfo | None = None
+
+    def read(self) -> LockInfo | None:
+        try:
+            return LockInfo(**json.loads(self.path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def acquire(self, operator: str, run_id: str, step: str | None = None) -> LockInfo:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        guard = self.path.with_suffix(".guard")
+        with open(guard, "a") as gfh:
+            fcntl.flock(gfh, fcntl.LOCK_EX)
+            current = self.read()
+            if current is not None and not self._stale(current):
+                if current.run_id == run_id and current.pid == os.getpid():
+                    self.info = current
+                    return current
+                step = f", on step {current.step}" if current.step else ""
+                raise RefusedError(
+                    f"cluster {self.cluster!r} is locked by {current.operator} on {current.host} "
+                    f"(pid {current.pid}, run {current.run_id}{step}) since {current.since}",
+                    "coordinate with them; the lock frees itself when their run ends",
+                )
+            self.taken_over = current
+            info = LockInfo(
+                cluster=self.cluster,
+                operator=operator,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                run_id=run_id,
+                step=step,
+                since=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            )
+            self._write(info)
+            self.info = info
+            return info
+
+    def _stale(self, info: LockInfo) -> bool:
+        return info.host == socket.gethostname() and not _alive(info.pid)
+
+    def update_step(self, step: str | None) -> None:
+        if self.info is not None:
+            self.info.step = step
+            self._write(self.info)
+
+    def _write(self, info: LockInfo) -> None:
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(info)))
+        os.replace(tmp, self.path)
+
+    def release(self) -> None:
+        if self.info is None:
+            return
+        current = self.read()
+        if current is not None and current.pid == self.info.pid and current.run_id == self.info.run_id:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+        self.info = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self.info) if self.info else {}

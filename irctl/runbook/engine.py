@@ -1,0 +1,300 @@
+"""The engine: steps in order, the run journaled, the cluster locked, failures handled
+by `on_failure`, resume after a crash, rollback newest first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from irctl.actions import get_action
+from irctl.actions.base import Context, Effect, Outcome
+from irctl.errors import InputError, IrctlError, RefusedError, one_line
+from irctl.inventory import as_plain
+from irctl.lock import ClusterLock
+from irctl.runbook.executor import StepContext, StepInterrupted, execute_step
+from irctl.runbook.model import Runbook, resolve_inputs
+from irctl.runbook.results import RunResult, StepResult
+from irctl.runbook.state import STEP_DONE, RunState, load_run
+from irctl.runbook.templating import TemplateFailure, render, step_key
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def file_digest(path: Path | None) -> str | None:
+    if path is None or not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class Engine:
+    runbook: Runbook
+    ctx: Context
+    runbook_path: Path | None = None
+    on_crash: Any = None
+    results: dict[str, StepResult] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    lock: ClusterLock | None = None
+    literal_params: bool = False  # CLI commands: operator text is never a template
+    extra_started: dict[str, Any] = field(default_factory=dict)
+    _last_undone: list[dict[str, Any]] = field(default_factory=list)
+
+    # -- public --------------------------------------------------------------
+    def start(self, given_inputs: dict[str, Any]) -> RunResult:
+        self.inputs = resolve_inputs(self.runbook, given_inputs)
+        self._take_lock()
+        try:
+            self._journal("run_started", runbook=self.runbook.name,
+                          runbook_path=str(self.runbook_path) if self.runbook_path else None,
+                          runbook_sha256=file_digest(self.runbook_path), inputs=self.inputs,
+                          dry_run=self.ctx.dry_run, host=socket.gethostname(), pid=os.getpid(),
+                          **self.extra_started)
+            self._note_takeover()
+            return self._loop(None)
+        finally:
+            self._release()
+
+    def resume(self, state: RunState) -> RunResult:
+        if state.dry_run:
+            raise RefusedError(f"run {state.run_id} was a drill", "start a new drill instead")
+        if state.finished and state.status in ("succeeded", "rolled_back", "planned"):
+            raise RefusedError(
+                f"run {state.run_id} already ended {state.status}", "start a new run instead"
+            )
+        digest = file_digest(self.runbook_path)
+        if digest and state.started.get("runbook_sha256") not in (None, digest):
+            self.ctx.ui.warn(f"runbook {self.runbook.name} changed since the run started")
+        self.inputs = resolve_inputs(self.runbook, state.inputs)
+        self.ctx.run_state.update(state.run_state)
+        self._take_lock()
+        try:
+            self._journal("run_resumed", runbook=self.runbook.name, host=socket.gethostname(),
+                          pid=os.getpid())
+            self._note_takeover()
+            return self._loop(state)
+        finally:
+            self._release()
+
+    # -- the loop --------------------------------------------------------------
+    def _loop(self, state: RunState | None) -> RunResult:
+        ctx = self.ctx
+        status, error, interrupted = "succeeded", None, False
+        after_planned = False
+        for step in self.runbook.steps:
+            prior = state.steps.get(step.id) if state else None
+            if prior is not None and prior.status in STEP_DONE:
+                self.results[step.id] = StepResult(step.id, step.action, prior.status,
+                                                   output=prior.output, note="from the journal")
+                ctx.ui.step(step.id, prior.status, "(from the journal)")
+                continue
+            done_items: dict[str, Any] = {}
+            if prior is not None:
+                done_items, refusal = self._reconcile(step.id, step.action, prior.items)
+                if refusal:
+                    status, error = "aborted", refusal
+                    break
+            if self.lock:
+                self.lock.update_step(step.id)
+            ctx.ui.step(step.id, "running", step.title or step.action)
+            self._journal("step_started", step=step.id, action=step.action)
+            sc = StepContext(step=step, ctx=ctx.for_step(step.id), scope=self._scope(),
+                             dry_run=ctx.dry_run, after_planned=after_planned,
+                             done_items=done_items, on_crash=self.on_crash,
+                             literal_params=self.literal_params)
+            try:
+                result = execute_step(sc)
+            except StepInterrupted as exc:
+                result, interrupted = exc.result, True
+            except KeyboardInterrupt:
+                result = StepResult(step.id, step.action, "interrupted", error="interrupted")
+                interrupted = True
+            self.results[step.id] = result
+            if result.status == "planned":
+                after_planned = True
+            self._journal("step_finished", step=step.id, action=step.action,
+                          status=result.status, output=result.output, error=result.error,
+                          reason=result.reason, duration_ms=result.duration_ms,
+                          run_state=dict(ctx.run_state) or None)
+            ctx.ui.step(step.id, result.status, result.error or result.reason or result.note or "")
+            if interrupted:
+                status, error = "aborted", "interrupted by the operator"
+                break
+            if result.status == "declined":
+                status, error = "aborted", f"step {step.id!r} declined by the operator"
+                break
+            if result.status == "failed":
+                mode = step.on_failure or self.runbook.on_failure
+                if mode == "continue":
+                    ctx.ui.warn(f"step {step.id} failed; continuing (on_failure: continue)")
+                    continue
+                error = f"step {step.id!r} failed: {result.error}"
+                status = "failed"
+                if mode == "rollback" and not ctx.dry_run:
+                    status = "rolled_back" if self._rollback_all() else "failed"
+                break
+        undone: list[dict[str, Any]] = []
+        if interrupted and not ctx.dry_run:
+            undone = self._offer_rollback()
+            if undone and all(u["ok"] for u in undone):
+                status = "rolled_back"
+        if status == "succeeded" and ctx.dry_run:
+            status = "planned"
+        self._journal("run_finished", status=status, error=error)
+        run = RunResult(ctx.run_id, self.runbook.name, status, ctx.dry_run,
+                        steps=[self.results[s.id] for s in self.runbook.steps if s.id in self.results],
+                        error=error, interrupted=interrupted, journal=str(ctx.journal.path))
+        run.undone = undone or self._last_undone
+        return run
+
+    def _scope(self) -> dict[str, Any]:
+        steps: dict[str, Any] = {}
+        for sid, res in self.results.items():
+            entry: dict[str, Any] = {"status": res.status}
+            if res.status not in ("planned", "not_run"):
+                entry["output"] = res.output if res.output is not None else {}
+            steps[sid] = entry
+            steps[step_key(sid)] = entry
+        return {
+            "inputs": self.inputs,
+            "steps": steps,
+            "inventory": as_plain(self.ctx.inventory),
+            "run": {"id": self.ctx.run_id, "operator": self.ctx.operator,
+                    "dry_run": self.ctx.dry_run, "runbook": self.runbook.name},
+        }
+
+    # -- resume ------------------------------------------------------------------
+    def _reconcile(self, step_id: str, action_name: str, items: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """Finished items keep their outputs; an intent without a result asks the world."""
+        action = get_action(action_name)
+        done: dict[str, Any] = {}
+        for key, item in items.items():
+            if item.ok:
+                done[key] = item.result.get("output") if item.result else None
+                continue
+            if not item.in_doubt:
+                continue
+            ictx = self.ctx.for_step(step_id, key or None)
+            try:
+                verdict = action.reconcile(item.intent, ictx)
+            except IrctlError as exc:
+                verdict = None
+                detail = exc.message
+            else:
+                detail = verdict.detail
+            state = verdict.state if verdict else "unknown"
+            self._journal("reconciled", step=step_id, item=key or None, action=action_name,
+                          state=state, detail=detail, intent_seq=item.intent.get("seq"))
+            self.ctx.ui.info(f"reconcile {step_id}{'[' + key + ']' if key else ''}: {state}"
+                             + (f" ({detail})" if detail else ""))
+            if state == "applied":
+                outcome = (verdict.outcome if verdict and verdict.outcome else Outcome(ok=True))
+                self._journal("result", scope="step", step=step_id, item=key or None,
+                              action=action_name, intent_seq=item.intent.get("seq"), ok=True,
+                              output=outcome.output, undo=outcome.undo, targets=outcome.targets,
+                              reconciled=True)
+                done[key] = outcome.output
+            elif state == "unknown":
+                question = (f"Cannot tell whether step {step_id!r} was applied before the crash "
+                            f"({detail or 'no detail'}). Run it again?")
+                if not (self.ctx.ui.interactive and not self.ctx.ui.assume_yes
+                        and self.ctx.ui.confirm(question)):
+                    return done, (f"step {step_id!r} may have been applied; check it by hand, "
+                                  "then resume in a terminal to decide")
+        return done, None
+
+    # -- rollback ----------------------------------------------------------------
+    def _rollback_all(self) -> bool:
+        self.ctx.ui.warn("rolling back what this run did, newest first")
+        undone = rollback(load_run(self.ctx.journal, self.ctx.run_id), self.ctx)
+        self._last_undone = undone
+        return all(u["ok"] for u in undone)
+
+    def _offer_rollback(self) -> list[dict[str, Any]]:
+        state = load_run(self.ctx.journal, self.ctx.run_id)
+        pending = state.pending_undo()
+        if not pending:
+            return []
+        ui = self.ctx.ui
+        if ui.interactive and not ui.assume_yes:
+            try:
+                if ui.confirm(f"Roll back the {len(pending)} change(s) this run made?"):
+                    return rollback(state, self.ctx)
+            except (KeyboardInterrupt, EOFError):
+                pass
+        ui.warn(f"to undo what this run did: irctl rollback {self.ctx.run_id}")
+        return []
+
+    # -- plumbing ----------------------------------------------------------------
+    def _journal(self, event: str, **fields: Any) -> None:
+        self.ctx.journal.append(event, run_id=self.ctx.run_id, operator=self.ctx.operator,
+                                runbook=self.runbook.name, dry_run=self.ctx.dry_run, **fields)
+
+    def _lock_key(self) -> str | None:
+        if self.runbook.lock:
+            try:
+                value = render(self.runbook.lock, self._scope())
+            except TemplateFailure as exc:
+                raise InputError(f"runbook lock: {exc.message}") from None
+            return str(value) if value else None
+        cluster = self.inputs.get("cluster")
+        return str(cluster) if cluster else None
+
+    def _mutates(self) -> bool:
+        return any(get_action(s.action).effect is Effect.MUTATE or s.action == "ssh.run"
+                   for s in self.runbook.steps)
+
+    def _take_lock(self) -> None:
+        if self.ctx.dry_run or not self._mutates():
+            return
+        self.ctx.journal.check_writable()
+        key = self._lock_key()
+        if key is None:
+            return
+        self.lock = ClusterLock(self.ctx.settings.locks_dir, key)
+        self.lock.acquire(self.ctx.operator, self.ctx.run_id)
+
+    def _note_takeover(self) -> None:
+        if self.lock and self.lock.taken_over:
+            old = self.lock.taken_over
+            self._journal("lock_takeover", cluster=old.cluster, previous_run=old.run_id,
+                          previous_operator=old.operator, previous_pid=old.pid)
+            self.ctx.ui.warn(f"took over the lock of run {old.run_id} ({old.operator}, "
+                             f"pid {old.pid} is gone)")
+
+    def _release(self) -> None:
+        if self.lock:
+            self.lock.release()
+
+
+def rollback(state: RunState, ctx: Context) -> list[dict[str, Any]]:
+    """Undo `state`'s reversible results, newest first; each undo journaled. Returns what was done."""
+    done: list[dict[str, Any]] = []
+    for rec in state.pending_undo():
+        action = get_action(str(rec["action"]))
+        step, item = rec.get("step"), rec.get("item")
+        ictx = ctx.for_step(step, item)
+        common = dict(run_id=state.run_id, operator=ctx.operator, runbook=state.runbook,
+                      step=step, item=item, action=rec["action"], undoes=rec["seq"])
+        ctx.journal.append("undo_intent", **common, record=rec["undo"])
+        try:
+            outcome = action.undo(rec["undo"], ictx)
+        except IrctlError as exc:
+            outcome = Outcome.failed(str(exc))
+        except Exception as exc:  # an undo that crashes is a recorded failure, not a crash
+            outcome = Outcome.failed(f"internal error: {type(exc).__name__}: {one_line(str(exc))}")
+        ctx.journal.append("undo", **common, ok=outcome.ok, output=outcome.output,
+                           error=outcome.error)
+        ctx.ui.step(str(step), "undone" if outcome.ok else "failed",
+                    outcome.summary or outcome.error or "")
+        done.append({"step": step, "item": item, "action": rec["action"], "ok": outcome.ok,
+                     "error": outcome.error, "output": outcome.output})
+    return done

@@ -1,0 +1,325 @@
+"""Running one step: `when`, `foreach` with a failure budget, params, plan, confirmation,
+intent/result records, retries, `expect`, timeouts, and Ctrl-C that lets the action in
+flight finish and be journaled before anything else happens.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from irctl.actions import get_action
+from irctl.actions.base import Action, Cancelled, Context, Effect, Outcome, Plan
+from irctl.durations import format_duration, parse_duration
+from irctl.errors import IrctlError, one_line
+from irctl.runbook.model import Step
+from irctl.runbook.results import StepResult
+from irctl.runbook.templating import TemplateFailure, evaluate, render
+
+GRACE_SECONDS = 10.0  # how long a timed-out action gets to notice its cancel event
+
+
+def item_key(index: int | None, item: Any) -> str:
+    """A stable key for one foreach item, so resume matches items across processes."""
+    if index is None:
+        return ""
+    text = json.dumps(item, sort_keys=True, default=str)
+    return text if len(text) <= 200 else text[:200]
+
+
+@dataclass
+class Work:
+    key: str
+    item: Any
+    params: Any
+    plan: Plan | None = None
+    outcome: Outcome | None = None
+    attempts: int = 0
+    status: str = "pending"
+    note: str | None = None
+
+
+@dataclass
+class StepContext:
+    """What the engine hands the executor for one step."""
+
+    step: Step
+    ctx: Context
+    scope: dict[str, Any]
+    dry_run: bool
+    after_planned: bool  # a mutating step was only planned earlier in this drill
+    done_items: dict[str, Any] = field(default_factory=dict)  # key -> output, from the journal
+    on_crash: Any = None  # callable(exc) -> str: writes a traceback file, returns its path
+    literal_params: bool = False
+
+
+class StepInterrupted(Exception):
+    def __init__(self, result: StepResult) -> None:
+        self.result = result
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def execute_step(sc: StepContext) -> StepResult:
+    step, ctx = sc.step, sc.ctx
+    started = time.monotonic()
+    action = get_action(step.action)
+
+    def finish(status: str, **kw: Any) -> StepResult:
+        return StepResult(step.id, step.action, status, duration_ms=_elapsed_ms(started), **kw)
+
+    try:
+        if step.when is not None and not evaluate(step.when, sc.scope):
+            return finish("not_run", reason=f"when: {step.when!r} was false")
+        works = _prepare(sc, action)
+    except TemplateFailure as exc:
+        if sc.dry_run and sc.after_planned:
+            return finish(
+                "not_run",
+                reason=f"depends on a planned step's result, known only in a live run ({exc.message})",
+            )
+        return finish("failed", error=f"template error: {exc.message}")
+    except IrctlError as exc:
+        return finish("failed", error=exc.message)
+
+    effect = action.effect_for(works[0].params) if works else action.effect
+    if not works:
+        return finish("succeeded" if not sc.dry_run else "executed", output={"items": []},
+                      note="foreach gave no items")
+
+    if effect is Effect.MUTATE:
+        try:
+            for work in works:
+                work.plan = action.plan(work.params, ctx.for_step(step.id, work.key or None))
+        except IrctlError as exc:
+            return finish("failed", error=exc.message)
+        plans = [w.plan.to_dict() for w in works if w.plan is not None]
+        if sc.dry_run:
+            for work in works:
+                assert work.plan is not None
+                ctx.journal.append(
+                    "planned", run_id=ctx.run_id, operator=ctx.operator, runbook=ctx.runbook,
+                    step=step.id, item=work.key or None, action=step.action, dry_run=True,
+                    targets=work.plan.targets, plan=work.plan.to_dict(),
+                )
+                ctx.ui.show_plan(f"{step.label} (planned)", work.plan)
+            return finish("planned", plan=plans)
+        pending = [w for w in works if w.key not in sc.done_items]
+        if pending and step.confirm is not False:
+            for work in pending:
+                assert work.plan is not None
+                ctx.ui.show_plan(step.label, work.plan)
+            if not ctx.ui.confirm(f"Run step {step.id!r} ({len(pending)} change(s))?"):
+                return finish("declined", plan=plans, reason="the operator declined")
+        ctx.journal.check_writable()
+    return _run_works(sc, action, works, effect, started)
+
+
+def _prepare(sc: StepContext, action: Action) -> list[Work]:
+    step = sc.step
+    if step.foreach is None:
+        items: list[tuple[int | None, Any]] = [(None, None)]
+    else:
+        value = evaluate(step.foreach, sc.scope)
+        if not isinstance(value, list | tuple):
+            raise IrctlError(f"foreach {step.foreach!r} gave {type(value).__name__}, not a list")
+        items = list(enumerate(value))
+    works = []
+    for index, item in items:
+        scope = sc.scope if index is None else {**sc.scope, "item": item}
+        raw = step.with_ if sc.literal_params else render(step.with_, scope)
+        try:
+            params = action.Params.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "with"
+            raise IrctlError(f"step {step.id!r}: {where}: {err['msg']}") from None
+        works.append(Work(item_key(index, item), item, params))
+    return works
+
+
+def _run_works(
+    sc: StepContext, action: Action, works: list[Work], effect: Effect, started: float
+) -> StepResult:
+    step, ctx = sc.step, sc.ctx
+    timeout = parse_duration(step.timeout) if step.timeout is not None else None
+    for work in works:
+        if work.key in sc.done_items:
+            work.status, work.outcome = "done", Outcome(ok=True, output=sc.done_items[work.key])
+    queue = [w for w in works if w.status == "pending"]
+    if effect is Effect.INTERACT:
+        # Prompts belong to the main thread, where Ctrl-C arrives.
+        for work in queue:
+            _attempts(sc, action, work, effect, ctx.for_step(step.id, work.key or None))
+        failures = sum(1 for w in works if w.status == "failed")
+        return _summarize(sc, works, effect, started, failures)
+    failures = 0
+    interrupted = False
+    running: dict[Future[None], tuple[Work, float, threading.Event]] = {}
+    with ThreadPoolExecutor(max_workers=step.concurrency, thread_name_prefix=f"step-{step.id}") as pool:
+        while queue or running:
+            while queue and len(running) < step.concurrency and not interrupted and failures <= step.max_failures:
+                work = queue.pop(0)
+                cancel = threading.Event()
+                wctx = replace(ctx.for_step(step.id, work.key or None), cancel=cancel)
+                if timeout is not None:
+                    wctx.deadline = wctx.clock.monotonic() + timeout
+                fut = pool.submit(_attempts, sc, action, work, effect, wctx)
+                running[fut] = (work, time.monotonic(), cancel)
+            if not running:
+                break
+            try:
+                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                interrupted = True
+                ctx.ui.warn(
+                    "interrupted: letting the action in flight finish and journaling it "
+                    "(Ctrl-C again to stop waiting)"
+                )
+                try:
+                    wait(list(running))
+                except KeyboardInterrupt:
+                    for _, _, cancel in running.values():
+                        cancel.set()
+                    wait(list(running), timeout=GRACE_SECONDS)
+                done = {f for f in running if f.done()}
+            for fut in done:
+                work, _, _ = running.pop(fut)
+                exc = fut.exception()
+                if exc is not None:
+                    work.status, work.outcome = "failed", Outcome.failed(f"internal error: {exc}")
+                if work.status == "failed":
+                    failures += 1
+            if timeout is not None:
+                for fut, (work, began, cancel) in list(running.items()):
+                    if time.monotonic() - began > timeout + GRACE_SECONDS:
+                        cancel.set()
+                        running.pop(fut)
+                        work.status = "failed"
+                        work.outcome = Outcome.failed(
+                            f"timed out after {format_duration(timeout)} and did not stop"
+                        )
+                        failures += 1
+            if interrupted:
+                queue.clear()
+    for work in queue:
+        work.status, work.note = "not_run", "failure budget exhausted"
+    result = _summarize(sc, works, effect, started, failures)
+    if interrupted:
+        result.status = "interrupted"
+        raise StepInterrupted(result)
+    return result
+
+
+def _attempts(sc: StepContext, action: Action, work: Work, effect: Effect, wctx: Context) -> None:
+    step = sc.step
+    delay = parse_duration(step.retry_delay)
+    for attempt in range(1, step.retries + 2):
+        work.attempts = attempt
+        outcome = _one_attempt(sc, action, work, effect, wctx)
+        if outcome.ok and step.expect is not None:
+            try:
+                met = bool(evaluate(step.expect, {**sc.scope, "item": work.item, "output": outcome.output}))
+            except TemplateFailure as exc:
+                met, outcome = False, Outcome.failed(f"expect: {exc.message}", **outcome.output)
+            if not met and outcome.ok:
+                if sc.dry_run and sc.after_planned:
+                    work.status, work.outcome = "done", outcome
+                    work.note = (f"expect {step.expect!r} not met in the drill: the planned changes "
+                                 "were not made; a live run retries after them")
+                    return
+                outcome = Outcome(ok=False, output=outcome.output,
+                                  error=f"expect {step.expect!r} not met", undo=outcome.undo)
+        work.outcome = outcome
+        if outcome.ok:
+            work.status = "done"
+            return
+        if attempt <= step.retries:
+            wctx.ui.step(step.id, "retrying", f"attempt {attempt} failed: {outcome.error}; "
+                                              f"again in {format_duration(delay)}")
+            try:
+                wctx.clock.sleep(delay)
+            except Cancelled:
+                break
+    work.status = "failed"
+
+
+def _one_attempt(sc: StepContext, action: Action, work: Work, effect: Effect, wctx: Context) -> Outcome:
+    step, journal = sc.step, wctx.journal
+    intent_seq = None
+    began = time.monotonic()
+    common = dict(run_id=wctx.run_id, operator=wctx.operator, runbook=wctx.runbook,
+                  step=step.id, item=work.key or None, action=step.action, scope="step")
+    if effect is Effect.MUTATE:
+        targets = work.plan.targets if work.plan else []
+        intent = journal.append("intent", **common, targets=targets,
+                                params=work.params.model_dump(mode="json"), dry_run=False)
+        intent_seq = intent["seq"]
+    try:
+        outcome = action.run(work.params, wctx)
+    except Cancelled as exc:
+        outcome = Outcome.failed(exc.message)
+    except IrctlError as exc:
+        outcome = Outcome.failed(str(exc))
+    except Exception as exc:  # a bug in an action is a failed step, recorded, not a crash
+        where = sc.on_crash(exc) if sc.on_crash else None
+        outcome = Outcome.failed(
+            f"internal error in {step.action}: {type(exc).__name__}: {one_line(str(exc), 200)}"
+            + (f" (traceback in {where})" if where else "")
+        )
+    if intent_seq is not None:
+        journal.append("result", **common, intent_seq=intent_seq, ok=outcome.ok,
+                       output=outcome.output, undo=outcome.undo if outcome.ok else None,
+                       targets=outcome.targets, error=outcome.error,
+                       duration_ms=_elapsed_ms(began))
+    return outcome
+
+
+def _summarize(sc: StepContext, works: list[Work], effect: Effect, started: float,
+               failures: int) -> StepResult:
+    step = sc.step
+    ok_status = "executed" if sc.dry_run else "succeeded"
+    notes = [w.note for w in works if w.note and w.status == "done"]
+    attempts = max((w.attempts for w in works), default=0)
+    if step.foreach is None:
+        work = works[0]
+        outcome = work.outcome or Outcome.failed("not run")
+        return StepResult(
+            step.id, step.action, ok_status if work.status == "done" else "failed",
+            output=outcome.output, error=None if work.status == "done" else outcome.error,
+            duration_ms=_elapsed_ms(started), attempts=attempts, note=notes[0] if notes else None,
+        )
+    items = []
+    for work in works:
+        entry: dict[str, Any] = {"item": work.item, "status": work.status}
+        if work.outcome is not None:
+            entry["output"] = work.outcome.output
+            if work.outcome.error:
+                entry["error"] = work.outcome.error
+        if work.note:
+            entry["note"] = work.note
+        items.append(entry)
+    succeeded = sum(1 for w in works if w.status == "done")
+    failed_items = [w for w in works if w.status == "failed"]
+    within_budget = failures <= step.max_failures and all(w.status != "not_run" for w in works)
+    error = None
+    if failed_items:
+        first = failed_items[0].outcome
+        error = f"{len(failed_items)} of {len(works)} items failed" + (
+            f"; first: {first.error}" if first and first.error else "")
+    return StepResult(
+        step.id, step.action, ok_status if within_budget else "failed",
+        output={"items": items, "succeeded": succeeded, "failed": len(failed_items),
+                "not_run": sum(1 for w in works if w.status == "not_run")},
+        error=error if not within_budget or failed_items else None,
+        duration_ms=_elapsed_ms(started), attempts=attempts,
+        note=notes[0] if notes else None,
+    )
