@@ -17,6 +17,9 @@ ACTIONS: dict[str, str] = {
     "manual": "irctl.actions.builtin:Manual",
     "wait": "irctl.actions.builtin:Wait",
     "assert": "irctl.actions.builtin:Assert",
+    # diagnose
+    "diagnose.cluster": "irctl.actions.diagnose:DiagnoseCluster",
+    "diagnose.host": "irctl.actions.diagnose:DiagnoseHost",
     # notify
     "notify.slack": "irctl.actions.notify:NotifySlack",
     "notify.statuspage": "irctl.actions.notify:NotifyStatuspage",

@@ -61,30 +61,77 @@ def _scalar(loader: _Loader, node: yaml.ScalarNode) -> Any:
     return loader.construct_object(node, deep=True)
 
 
-def _build(loader: _Loader, node: yaml.Node, path: Path_, pos: Positions, file: str,
-           problems: list[Problem]) -> Any:
-    pos.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _scalar(loader, key_node) if isinstance(key_node, yaml.ScalarNode) else None
-            if not isinstance(key, str | int | float | bool) or key is None:
-                problems.append(Problem(file, key_node.start_mark.line + 1,
-                                        key_node.start_mark.column + 1, "keys must be plain scalars"))
-                continue
-            child = (*path, key if isinstance(key, str) else str(key))
-            if key in out:
-                problems.append(Problem(file, key_node.start_mark.line + 1,
-                                        key_node.start_mark.column + 1, f"duplicate key {key!r}"))
-            pos.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            out[child[-1]] = _build(loader, value_node, child, pos, file, problems)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, (*path, i), pos, file, problems)
-                for i, item in enumerate(node.value)]
+# A runbook or an inventory is a few thousand values; an alias bomb ("billion laughs")
+# expands a few hundred bytes into billions. Stop building well before memory goes.
+MAX_NODES = 200_000
+
+
+class _TooBig(Exception):
+    def __init__(self, line: int, col: int, message: str) -> None:
+        super().__init__(message)
+        self.line, self.col, self.message = line, col, message
+
+
+class _Budget:
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.open: set[int] = set()  # nodes being built: an alias back to one is a cycle
+
+
+def _build(
+    loader: _Loader,
+    node: yaml.Node,
+    path: Path_,
+    pos: Positions,
+    file: str,
+    problems: list[Problem],
+    budget: _Budget,
+) -> Any:
+    line, col = node.start_mark.line + 1, node.start_mark.column + 1
+    budget.left -= 1
+    if budget.left < 0:
+        raise _TooBig(line, col, f"YAML too large: more than {MAX_NODES} values (alias bomb?)")
+    pos.values[path] = (line, col)
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        if id(node) in budget.open:
+            raise _TooBig(line, col, "YAML alias refers to a value that contains it")
+        budget.open.add(id(node))
+        try:
+            return _build_collection(loader, node, path, pos, file, problems, budget)
+        finally:
+            budget.open.discard(id(node))
     assert isinstance(node, yaml.ScalarNode)
     return _scalar(loader, node)
+
+
+def _build_collection(
+    loader: _Loader,
+    node: yaml.MappingNode | yaml.SequenceNode,
+    path: Path_,
+    pos: Positions,
+    file: str,
+    problems: list[Problem],
+    budget: _Budget,
+) -> Any:
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _build(loader, item, (*path, i), pos, file, problems, budget)
+            for i, item in enumerate(node.value)
+        ]
+    loader.flatten_mapping(node)
+    out: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key_at = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+        key = _scalar(loader, key_node) if isinstance(key_node, yaml.ScalarNode) else None
+        if not isinstance(key, str | int | float | bool) or key is None:
+            problems.append(Problem(file, *key_at, "keys must be plain scalars"))
+            continue
+        child = (*path, key if isinstance(key, str) else str(key))
+        if child[-1] in out:
+            problems.append(Problem(file, *key_at, f"duplicate key {key!r}"))
+        pos.keys[child] = key_at
+        out[child[-1]] = _build(loader, value_node, child, pos, file, problems, budget)
+    return out
 
 
 def load_with_positions(text: str, file: str) -> tuple[Any, Positions, list[Problem]]:
@@ -96,7 +143,10 @@ def load_with_positions(text: str, file: str) -> tuple[Any, Positions, list[Prob
         node = loader.get_single_node()
         if node is None:
             return None, pos, problems
-        data = _build(loader, node, (), pos, file, problems)
+        data = _build(loader, node, (), pos, file, problems, _Budget(MAX_NODES))
+    except _TooBig as exc:
+        problems.append(Problem(file, exc.line, exc.col, exc.message))
+        return None, pos, problems
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -105,7 +155,10 @@ def load_with_positions(text: str, file: str) -> tuple[Any, Positions, list[Prob
     except yaml.YAMLError as exc:
         problems.append(Problem(file, 1, 1, f"YAML: {' '.join(str(exc).split())}"))
         return None, pos, problems
-    except (ValueError, TypeError, RecursionError) as exc:
+    except RecursionError:
+        problems.append(Problem(file, 1, 1, "YAML nested too deeply"))
+        return None, pos, problems
+    except (ValueError, TypeError) as exc:
         # Constructors raise these for values like a timestamp out of range.
         problems.append(Problem(file, 1, 1, f"YAML value: {' '.join(str(exc).split())[:200]}"))
         return None, pos, problems

@@ -1,0 +1,324 @@
+"""From measurements to a verdict: which of the known incidents this is, and the evidence.
+
+The order matters: a dead shard is the crispest signal (its failing paths must not be
+read as a network problem), then the network across most paths (the incident this tool
+was built for: clients reconnecting make connection counts climb everywhere, which
+must not be blamed on proxies or clients), then a few clients holding most connections,
+then single proxies far above their peers. What no rule explains is `unknown`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import statistics
+from collections.abc import Mapping, Sequence
+
+from irctl.diagnosis.latency import PathStats
+from irctl.diagnosis.model import BackendReport, Finding, ProxyReport, Verdict
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.0f} %"
+
+
+def _allowlisted(address: str, allowlist: Sequence[str]) -> bool:
+    addr = ipaddress.ip_address(address)
+    return any(addr in ipaddress.ip_network(c, strict=False) for c in allowlist)
+
+
+def _as_cidr(address: str) -> str:
+    addr = ipaddress.ip_address(address)
+    return f"{addr}/{addr.max_prefixlen}"
+
+
+def failed_servers(
+    proxies: Sequence[ProxyReport], backends: Sequence[BackendReport], t: Mapping[str, float]
+) -> dict[str, str]:
+    """Backend server -> why it counts as failed (unreachable from most proxies, or full)."""
+    out: dict[str, str] = {}
+    reachable_from_here = [b for b in backends if b.error is None]
+    for b in backends:
+        probes = [p.backend_paths[b.server] for p in proxies if b.server in p.backend_paths]
+        probes = [s for s in probes if s.samples]
+        if probes:
+            down = [s for s in probes if s.failed_share >= t["backend_fail_share"]]
+            if len(down) * 2 > len(probes):
+                errors = sorted({e for s in down for e in s.errors})
+                out[b.server] = (
+                    f"{len(down)} of {len(probes)} proxies cannot reach it"
+                    f" ({', '.join(errors[:3]) or 'failed'})"
+                )
+                continue
+        elif b.error and reachable_from_here:
+            # No proxy could probe: the operator's own view decides, if it reaches the others.
+            out[b.server] = f"unreachable from the operator while other backends answer: {b.error}"
+            continue
+        cur, cap = b.stat("curr_connections"), b.stat("max_connections")
+        if cur is not None and cap and cur >= cap - 1:
+            out[b.server] = (
+                f"refusing connections: {cur} of max {cap}, "
+                f"rejected_connections={b.stat('rejected_connections')}"
+            )
+    return out
+
+
+def classify(
+    proxies: Sequence[ProxyReport],
+    backends: Sequence[BackendReport],
+    *,
+    allowlist: Sequence[str],
+    thresholds: Mapping[str, float],
+) -> Verdict:
+    t = thresholds
+    findings: list[Finding] = []
+    _host_findings(proxies, backends, t, findings)
+
+    failed = failed_servers(proxies, backends, t)
+    shards = sorted({b.shard for b in backends if b.server in failed})
+    all_shards = {b.shard for b in backends}
+
+    paths = [p for proxy in proxies for p in proxy.paths() if p.samples and p.target not in failed]
+    degraded = [p for p in paths if p.degraded(t["path_slow_share"], t["path_loss_share"])]
+    share = len(degraded) / len(paths) if paths else 0.0
+    network_wide = len(paths) >= 2 and share > t["network_paths_share"]
+
+    def verdict(kind: str, evidence: list[str], runbook: str | None, **names: list[str]) -> Verdict:
+        return Verdict(
+            classification=kind,
+            evidence=evidence,
+            findings=findings,
+            recommended_runbook=runbook,
+            paths_total=len(paths),
+            paths_degraded=len(degraded),
+            **names,
+        )
+
+    if shards and not (network_wide and set(shards) == all_shards):
+        evidence = [
+            f"{server} (shard {b.shard}): {failed[server]}"
+            for b in backends
+            for server in [b.server]
+            if server in failed
+        ]
+        return verdict("backend_failure", evidence, "backend-failure", failed_shards=shards)
+
+    if network_wide:
+        return verdict(
+            "cluster_wide_network",
+            _network_evidence(paths, degraded, proxies, t),
+            _network_runbook(proxies, t),
+        )
+
+    measured = [p for p in proxies if p.measurement is not None]
+    storm, storm_evidence = _storm(measured, allowlist, t, findings)
+    if storm:
+        return verdict(
+            "client_storm", storm_evidence, "client-connection-storm", storm_sources=storm
+        )
+
+    unhealthy, evidence = _unhealthy_proxies(proxies, t)
+    if unhealthy and len(unhealthy) * 2 <= len(proxies):
+        return verdict(
+            "single_proxy_overload", evidence, "single-proxy-overload", unhealthy_proxies=unhealthy
+        )
+
+    if not measured and not paths:
+        return verdict("unknown", ["no proxy could be measured"], None)
+    unexplained = [p for p in degraded if p.source not in unhealthy]
+    if paths and len(unexplained) / len(paths) > t["unexplained_paths_share"]:
+        return verdict(
+            "unknown",
+            [
+                f"{len(unexplained)} of {len(paths)} paths degraded: not most, not one proxy's",
+                *_network_evidence(paths, unexplained, proxies, t)[1:],
+            ],
+            None,
+        )
+    evidence = [
+        f"{len(measured)} of {len(proxies)} proxies measured; "
+        f"{len(degraded)} of {len(paths)} paths degraded"
+    ]
+    if unhealthy:
+        evidence.append(f"too many proxies look unhealthy to blame them: {', '.join(unhealthy)}")
+        return verdict("unknown", evidence, None)
+    return verdict("healthy", evidence, None)
+
+
+def _network_evidence(
+    paths: Sequence[PathStats],
+    degraded: Sequence[PathStats],
+    proxies: Sequence[ProxyReport],
+    t: Mapping[str, float],
+) -> list[str]:
+    slow = statistics.median([p.slow_share for p in paths]) if paths else 0.0
+    loss = statistics.median([p.failed_share for p in paths]) if paths else 0.0
+    p99s = [p.connect["p99"] for p in paths if p.connect["p99"] is not None]
+    out = [
+        f"{len(degraded)} of {len(paths)} paths degraded (more than "
+        f"{_pct(t['path_slow_share'])} of samples above {t['slow_ms']:g} ms, or more than "
+        f"{_pct(t['path_loss_share'])} failed)",
+        f"median path: {_pct(slow)} of samples above {t['slow_ms']:g} ms, {_pct(loss)} failed",
+    ]
+    if p99s:
+        out.append(f"median connect p99 {statistics.median(p99s):.2f} ms, worst {max(p99s):.2f} ms")
+    retrans = [
+        (p.measurement.tcp.get("RetransSegs", 0), p.measurement.tcp.get("OutSegs", 0))
+        for p in proxies
+        if p.measurement and p.measurement.tcp.get("OutSegs")
+    ]
+    if retrans:
+        r, o = sum(r for r, _ in retrans), sum(o for _, o in retrans)
+        out.append(f"TCP retransmissions since boot on the proxies: {r} of {o} segments")
+    return out
+
+
+def _network_runbook(proxies: Sequence[ProxyReport], t: Mapping[str, float]) -> str:
+    """Clients failing to reach most proxies is the cluster-wide failure; slowness alone is not."""
+    ops = [p.operator_path for p in proxies if p.operator_path and p.operator_path.samples]
+    failing = [s for s in ops if s.failed_share > t["path_loss_share"]]
+    return "cluster-wide-failure" if ops and len(failing) * 2 > len(ops) else "network-degradation"
+
+
+def _storm(
+    measured: Sequence[ProxyReport],
+    allowlist: Sequence[str],
+    t: Mapping[str, float],
+    findings: list[Finding],
+) -> tuple[list[str], list[str]]:
+    total = sum(p.established or 0 for p in measured)
+    if not total:
+        return [], []
+    per_client: dict[str, int] = {}
+    for p in measured:
+        assert p.measurement is not None
+        for c in p.measurement.top_clients:
+            per_client[c.address] = per_client.get(c.address, 0) + c.count
+    distinct = max(sum(p.measurement.distinct_clients for p in measured if p.measurement), 1)
+    listed = sum(per_client.values())
+    # A typical client: those outside the top lists, else the median of the listed ones.
+    if distinct > len(per_client):
+        typical = max(1.0, (total - listed) / (distinct - len(per_client)))
+    else:
+        typical = max(1.0, statistics.median(per_client.values()))
+    heavy = sorted(
+        (
+            a
+            for a, n in per_client.items()
+            if n >= t["storm_min_connections"] and n >= t["storm_factor"] * typical
+        ),
+        key=lambda a: -per_client[a],
+    )
+    allowed = [a for a in heavy if _allowlisted(a, allowlist)]
+    for a in allowed:
+        findings.append(
+            Finding(
+                "allowlisted_heavy_client",
+                a,
+                f"{a} holds {per_client[a]} connections but is allowlisted: "
+                "never proposed for filtering",
+            )
+        )
+    sources = [a for a in heavy if a not in allowed]
+    if not sources or len(sources) > t["storm_max_sources"]:
+        return [], []
+    held = sum(per_client[a] for a in sources)
+    worst_proxy_share = max(
+        sum(c.count for c in p.measurement.top_clients if c.address in sources)
+        / max(p.established or 0, 1)
+        for p in measured
+        if p.measurement
+    )
+    if held < t["storm_share"] * total and worst_proxy_share < t["storm_share"]:
+        return [], []
+    evidence = [
+        f"{len(sources)} client address(es) hold {held} of {total} established connections "
+        f"({_pct(held / total)}); a typical client holds {typical:.0f}",
+        *(f"{a}: {per_client[a]} connections" for a in sources),
+    ]
+    return [_as_cidr(a) for a in sources], evidence
+
+
+def _unhealthy_proxies(
+    proxies: Sequence[ProxyReport], t: Mapping[str, float]
+) -> tuple[list[str], list[str]]:
+    names: list[str] = []
+    evidence: list[str] = []
+    counts = {p.name: p.established for p in proxies if p.established is not None}
+    for p in proxies:
+        own = counts.get(p.name)
+        others = [n for name, n in counts.items() if name != p.name]
+        if own is not None and others:
+            median = statistics.median(others)
+            if own >= t["overload_min_connections"] and own >= t["overload_factor"] * max(
+                median, 1
+            ):
+                names.append(p.name)
+                evidence.append(
+                    f"{p.name}: {own} established connections, "
+                    f"{own / max(median, 1):.1f}x the others' median {median:g}"
+                )
+                continue
+        op = p.operator_path
+        if p.error and op and op.samples and op.failed_share >= t["backend_fail_share"]:
+            names.append(p.name)
+            evidence.append(
+                f"{p.name}: unreachable ({p.error}) and its port fails "
+                f"{_pct(op.failed_share)} of probes"
+            )
+            continue
+        own_paths = [s for s in p.paths() if s.samples]
+        bad = [s for s in own_paths if s.degraded(t["path_slow_share"], t["path_loss_share"])]
+        if own_paths and len(bad) * 2 > len(own_paths) and len(proxies) > 1:
+            names.append(p.name)
+            evidence.append(
+                f"{p.name}: {len(bad)} of {len(own_paths)} of its paths degraded "
+                "while most of the cluster's are not"
+            )
+    return names, evidence
+
+
+def _host_findings(
+    proxies: Sequence[ProxyReport],
+    backends: Sequence[BackendReport],
+    t: Mapping[str, float],
+    findings: list[Finding],
+) -> None:
+    for p in proxies:
+        if p.error:
+            findings.append(Finding("unreachable", p.name, f"not measured: {p.error}"))
+        if p.probe_note:
+            findings.append(Finding("probe_unavailable", p.name, p.probe_note))
+        m = p.measurement
+        if m is None:
+            continue
+        if m.fds.get("max") and m.fds["allocated"] > t["fd_use_share"] * m.fds["max"]:
+            findings.append(
+                Finding(
+                    "file_descriptors", p.name, f"{m.fds['allocated']} of {m.fds['max']} fds in use"
+                )
+            )
+        overflows = m.tcp.get("ListenOverflows", 0)
+        if overflows:
+            findings.append(
+                Finding(
+                    "listen_overflows",
+                    p.name,
+                    f"ListenOverflows={overflows} ListenDrops="
+                    f"{m.tcp.get('ListenDrops', 0)} since boot",
+                )
+            )
+        if not m.complete:
+            findings.append(Finding("partial", p.name, "the measurement script did not finish"))
+    for b in backends:
+        if b.error:
+            findings.append(Finding("backend_unreachable", b.server, b.error))
+        elif b.stat("rejected_connections"):
+            findings.append(
+                Finding(
+                    "backend_rejected",
+                    b.server,
+                    f"rejected_connections={b.stat('rejected_connections')} "
+                    f"(curr {b.stat('curr_connections')}, "
+                    f"max {b.stat('max_connections')})",
+                )
+            )

@@ -1,0 +1,171 @@
+"""Latency and loss per network path: the statistics, and the probe that runs on a proxy.
+
+A sample is one TCP connect plus one memcached `version` round trip on that
+connection. It fails when either does not finish within the timeout. Network
+trouble shows up as a share of samples above a few milliseconds (the incident:
+10-20 % of packets at 5-15 ms instead of ~0.3 ms) and as failed samples, so both
+shares are kept beside the percentiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+SLOW_MS_DEFAULT = 5.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One probe: connect and round-trip time in ms, or `failed` with a short reason."""
+
+    connect_ms: float | None = None
+    rtt_ms: float | None = None
+    failed: str | None = None
+
+    @property
+    def total_ms(self) -> float | None:
+        if self.failed or self.connect_ms is None:
+            return None
+        return self.connect_ms + (self.rtt_ms or 0.0)
+
+
+@dataclass(frozen=True)
+class PathStats:
+    """What one path looked like over its samples."""
+
+    source: str
+    target: str
+    samples: int
+    failed_share: float
+    slow_share: float  # share of all samples whose connect or round trip took more than slow_ms
+    connect: dict[str, float | None]
+    rtt: dict[str, float | None]
+    errors: dict[str, int]
+
+    def degraded(self, slow_share: float, loss_share: float) -> bool:
+        return self.samples > 0 and (self.slow_share > slow_share or self.failed_share > loss_share)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "samples": self.samples,
+            "failed_share": self.failed_share,
+            "slow_share": self.slow_share,
+            "connect_ms": self.connect,
+            "rtt_ms": self.rtt,
+            "errors": self.errors,
+        }
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile: always a value that was observed, never an interpolation."""
+    if not sorted_values:
+        raise ValueError("no values")
+    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def distribution(values: Sequence[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p90": None, "p99": None, "max": None}
+    ordered = sorted(values)
+    return {
+        "p50": round(percentile(ordered, 50), 3),
+        "p90": round(percentile(ordered, 90), 3),
+        "p99": round(percentile(ordered, 99), 3),
+        "max": round(ordered[-1], 3),
+    }
+
+
+def summarize(
+    source: str, target: str, samples: Sequence[Sample], slow_ms: float = SLOW_MS_DEFAULT
+) -> PathStats:
+    ok = [s for s in samples if not s.failed]
+    errors: dict[str, int] = {}
+    for s in samples:
+        if s.failed:
+            errors[s.failed] = errors.get(s.failed, 0) + 1
+    slow = sum(1 for s in ok if (s.connect_ms or 0.0) > slow_ms or (s.rtt_ms or 0.0) > slow_ms)
+    n = len(samples)
+    return PathStats(
+        source=source,
+        target=target,
+        samples=n,
+        failed_share=round((n - len(ok)) / n, 4) if n else 0.0,
+        slow_share=round(slow / n, 4) if n else 0.0,
+        connect=distribution([s.connect_ms for s in ok if s.connect_ms is not None]),
+        rtt=distribution([s.rtt_ms for s in ok if s.rtt_ms is not None]),
+        errors=dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
+    )
+
+
+# -- the proxy -> backend probe, run by bash on the proxy ------------------------------------
+#
+# Bash is what nearly every host has; `$EPOCHREALTIME` (bash 5) gives microseconds without
+# forking `date`, and `/dev/tcp` connects without nc. A connect to a host that drops SYNs
+# blocks for the kernel's whole retry schedule, so each sample runs in a process
+# substitution the parent abandons (and kills) when it does not answer within the timeout.
+# Backends are probed in parallel, samples of one backend one after another.
+# Output: one line per backend, `@@path HOST:PORT tok tok ...` where a token is
+# `CONNECT_US/RTT_US`, `F` (connect failed), `R` (no reply) or `T` (timed out).
+BASH_PROBE = r"""
+export LC_ALL=C
+if [ -z "${EPOCHREALTIME:-}" ]; then
+  echo "@@probe_unavailable bash older than 5.0 (no EPOCHREALTIME)"; exit 0
+fi
+N=$1; TMO=$2; shift 2
+one() {
+  local s c e r
+  s=$EPOCHREALTIME
+  exec 3<>"/dev/tcp/$1/$2" || { echo F; return; }
+  c=$EPOCHREALTIME
+  printf 'version\r\n' >&3
+  IFS= read -r -t "$TMO" r <&3 || { echo R; return; }
+  e=$EPOCHREALTIME
+  exec 3>&-
+  echo "$(( ${c/./} - ${s/./} ))/$(( ${e/./} - ${c/./} ))"
+}
+path() {
+  local h=${1%:*} p=${1##*:} i=0 out line pid
+  out="@@path $1"
+  while [ "$i" -lt "$N" ]; do
+    exec 4< <(one "$h" "$p" 2>/dev/null)
+    pid=$!
+    if IFS= read -r -t "$TMO" line <&4; then out="$out $line"
+    else out="$out T"; kill "$pid" 2>/dev/null; fi
+    exec 4<&-
+    i=$((i + 1))
+  done
+  echo "$out"
+}
+for b in "$@"; do path "$b" & done
+wait
+"""
+
+
+def parse_probe_token(token: str) -> Sample:
+    if token == "F":
+        return Sample(failed="connect failed")
+    if token == "R":
+        return Sample(failed="no reply")
+    if token == "T":
+        return Sample(failed="timed out")
+    connect, _, rtt = token.partition("/")
+    try:
+        return Sample(connect_ms=int(connect) / 1000.0, rtt_ms=int(rtt) / 1000.0)
+    except ValueError:
+        return Sample(failed="unparsable sample")
+
+
+def parse_probe_lines(lines: Sequence[str]) -> dict[str, list[Sample]]:
+    """`@@path HOST:PORT tokens...` lines into samples per backend address."""
+    out: dict[str, list[Sample]] = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "@@path":
+            out[parts[1]] = [parse_probe_token(t) for t in parts[2:]]
+    return out

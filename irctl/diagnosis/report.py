@@ -1,0 +1,64 @@
+"""The diagnosis result as runbooks and `--output json` see it.
+
+Keys runbooks branch on: `classification`, `unhealthy_proxies`, `storm_sources`,
+`failed_shards`, `recommended_runbook`; `evidence` says why; `hosts` and `backends`
+hold the measurements; `findings` lists everything notable, verdict or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from irctl.diagnosis.model import BackendReport, ProxyReport, Verdict
+
+
+def host_status(proxy: ProxyReport, verdict: Verdict) -> str:
+    if proxy.name in verdict.unhealthy_proxies:
+        return "unhealthy"
+    if proxy.error:
+        return "unreachable"
+    return "ok"
+
+
+def build_report(
+    *,
+    cluster: str,
+    verdict: Verdict,
+    proxies: Sequence[ProxyReport],
+    backends: Sequence[BackendReport],
+    thresholds: dict[str, float],
+    duration_ms: int,
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    findings = [f.to_dict() for f in verdict.findings]
+    findings += [{"kind": "note", "subject": cluster, "message": n} for n in notes]
+    return {
+        "cluster": cluster,
+        "classification": verdict.classification,
+        "recommended_runbook": verdict.recommended_runbook,
+        "evidence": verdict.evidence,
+        "unhealthy_proxies": verdict.unhealthy_proxies,
+        "storm_sources": verdict.storm_sources,
+        "failed_shards": verdict.failed_shards,
+        "summary": summary_line(verdict),
+        "paths": {
+            "total": verdict.paths_total,
+            "degraded": verdict.paths_degraded,
+        },
+        "hosts": [{**p.to_dict(), "status": host_status(p, verdict)} for p in proxies],
+        "backends": [b.to_dict() for b in backends],
+        "findings": findings,
+        "thresholds": thresholds,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "duration_ms": duration_ms,
+    }
+
+
+def summary_line(verdict: Verdict) -> str:
+    names = verdict.unhealthy_proxies or verdict.storm_sources or verdict.failed_shards
+    text = verdict.classification + (f" ({', '.join(names)})" if names else "")
+    if verdict.recommended_runbook:
+        text += f"; run {verdict.recommended_runbook}"
+    return text

@@ -1,0 +1,174 @@
+"""The operator-side latency probe: TCP connect time and one memcached round trip per sample.
+
+Runs in a child Python process (`python -m irctl.providers.probe`, JSON in and out) so
+that its timings are not inflated by the parent's threads: paramiko's key exchanges
+hold the GIL for milliseconds, which is the very size of the delays being measured.
+The child uses one asyncio loop; paths are probed concurrently (bounded), the samples
+of one path one after another. Its wall time is bounded by samples x timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self
+
+from irctl.errors import ProviderError, one_line
+
+if TYPE_CHECKING:
+    from irctl.inventory import Inventory
+    from irctl.settings import Settings
+
+REQUEST = b"version\r\n"
+MAX_SAMPLES = 200
+MAX_TARGETS = 5000
+
+# A sample: (connect_ms, rtt_ms, error); error is None on success.
+RawSample = tuple[float | None, float | None, str | None]
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    name: str
+    host: str
+    port: int
+
+
+class RunningProbe:
+    """A probe started in the background; `wait()` collects its samples per target name."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], budget: float) -> None:
+        self._proc = proc
+        self._budget = budget
+        self._started = time.monotonic()
+
+    def wait(self) -> dict[str, list[RawSample]]:
+        remaining = max(1.0, self._budget - (time.monotonic() - self._started))
+        try:
+            out, err = self._proc.communicate(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.communicate()
+            raise ProviderError(
+                "the latency probe did not finish in time", "lower --samples or the timeout"
+            ) from None
+        if self._proc.returncode != 0:
+            raise ProviderError(
+                f"the latency probe failed: {one_line(err.decode(errors='replace'), 300)}",
+                "run with --debug and report it",
+            )
+        data = json.loads(out)
+        return {str(name): [(s[0], s[1], s[2]) for s in samples] for name, samples in data.items()}
+
+    def cancel(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.communicate()
+
+
+class ProbeProvider:
+    @classmethod
+    def create(cls, inventory: Inventory, settings: Settings) -> Self:
+        return cls()
+
+    def close(self) -> None:
+        return None
+
+    def start(
+        self,
+        targets: Sequence[ProbeTarget],
+        *,
+        samples: int,
+        timeout: float,
+        concurrency: int = 16,
+    ) -> RunningProbe:
+        if not 1 <= samples <= MAX_SAMPLES:
+            raise ProviderError(f"samples must be 1..{MAX_SAMPLES}", "lower --samples")
+        if len(targets) > MAX_TARGETS:
+            raise ProviderError(f"at most {MAX_TARGETS} probe targets", "diagnose fewer hosts")
+        request = {
+            "targets": [[t.name, t.host, t.port] for t in targets],
+            "samples": samples,
+            "timeout": timeout,
+            "concurrency": max(1, concurrency),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "irctl.providers.probe"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
+        assert proc.stdin is not None
+        # The child reads its request at once (before probing), so this write does not stall.
+        proc.stdin.write(json.dumps(request).encode())
+        proc.stdin.close()
+        proc.stdin = None  # communicate() must not flush the closed pipe
+        return RunningProbe(proc, budget=samples * timeout * 1.5 + 10.0)
+
+    def measure(
+        self, targets: Sequence[ProbeTarget], *, samples: int, timeout: float, concurrency: int = 16
+    ) -> dict[str, list[RawSample]]:
+        return self.start(targets, samples=samples, timeout=timeout, concurrency=concurrency).wait()
+
+
+# -- the child process -------------------------------------------------------------------
+
+
+def _reason(exc: OSError) -> str:
+    # The errno's text, not asyncio's message: it names the address, which would split
+    # one path's identical failures into different messages.
+    return os.strerror(exc.errno) if exc.errno else type(exc).__name__
+
+
+async def _sample(host: str, port: int, timeout: float) -> RawSample:
+    start = time.perf_counter()
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except TimeoutError:
+        return (None, None, "connect timed out")
+    except OSError as exc:
+        return (None, None, f"connect failed: {_reason(exc)}")
+    connected = time.perf_counter()
+    try:
+        writer.write(REQUEST)
+        left = max(0.001, timeout - (connected - start))
+        line = await asyncio.wait_for(reader.readline(), left)
+        done = time.perf_counter()
+        if not line:
+            return (None, None, "closed without a reply")
+        return (round((connected - start) * 1000, 3), round((done - connected) * 1000, 3), None)
+    except TimeoutError:
+        return (None, None, "no reply in time")
+    except OSError as exc:
+        return (None, None, f"reply failed: {_reason(exc)}")
+    finally:
+        writer.transport.abort()
+
+
+async def _probe(request: dict[str, Any]) -> dict[str, list[RawSample]]:
+    samples, timeout = int(request["samples"]), float(request["timeout"])
+    gate = asyncio.Semaphore(int(request["concurrency"]))
+    results: dict[str, list[RawSample]] = {}
+
+    async def path(name: str, host: str, port: int) -> None:
+        async with gate:
+            results[name] = [await _sample(host, port, timeout) for _ in range(samples)]
+
+    await asyncio.gather(*(path(n, h, int(p)) for n, h, p in request["targets"]))
+    return results
+
+
+def main() -> None:
+    request = json.loads(sys.stdin.read())
+    json.dump(asyncio.run(_probe(request)), sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
