@@ -20,6 +20,9 @@ ACTIONS: dict[str, str] = {
     # diagnose
     "diagnose.cluster": "irctl.actions.diagnose:DiagnoseCluster",
     "diagnose.host": "irctl.actions.diagnose:DiagnoseHost",
+    # aws
+    "aws.replace_proxy": "irctl.actions.aws_replace:ReplaceProxy",
+    "aws.scale_proxies": "irctl.actions.aws_scale:ScaleProxies",
     # notify
     "notify.slack": "irctl.actions.notify:NotifySlack",
     "notify.statuspage": "irctl.actions.notify:NotifyStatuspage",
