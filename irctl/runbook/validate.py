@@ -197,6 +197,7 @@ def _check_steps(data: dict[str, Any], report: Report) -> None:
     steps = data.get("steps")
     step_list: list[Any] = steps if isinstance(steps, list) else []
     order: dict[str, int] = {}  # step id and its template key -> index of the step
+    ids: set[str] = set()
     for index, step in enumerate(step_list):
         sid = step.get("id") if isinstance(step, dict) else None
         if not isinstance(sid, str):
@@ -204,9 +205,15 @@ def _check_steps(data: dict[str, Any], report: Report) -> None:
         if sid in order or step_key(sid) in order:
             first = order.get(sid, order.get(step_key(sid), 0))
             line = report.pos.at(("steps", first, "id"))[0]
-            same = "duplicate step id" if sid in order else "step id, the same to templates as one"
-            report.add(("steps", index, "id"), f"{same} {sid!r} (first at line {line})")
+            what = (
+                f"duplicate step id {sid!r}"
+                if sid in ids
+                else f"step id {sid!r} is the same to templates (steps.{step_key(sid)})"
+                " as an earlier one"
+            )
+            report.add(("steps", index, "id"), f"{what} (first at line {line})")
             continue
+        ids.add(sid)
         order[sid] = order[step_key(sid)] = index
     lock = data.get("lock")
     if isinstance(lock, str):
