@@ -157,7 +157,7 @@ class Inventory(_Strict):
 
 
 def load_inventory(path: Path | None) -> Inventory:
-    """The inventory at `path`, or an empty one when there is none (read-only commands still work)."""
+    """The inventory at `path`, or an empty one when there is none."""
     if path is None:
         return Inventory()
     from irctl.runbook.yamlpos import load_with_positions

@@ -27,7 +27,9 @@ GENESIS = "0" * 64
 MAX_RECORD = 8192  # bytes of JSON; beyond this the outcome moves to a side file
 MAX_STRING = 1000
 MAX_LIST = 50
-_SECRET_KEY = re.compile(r"(secret|token|password|passwd|api_key|apikey|webhook_url|authorization)", re.I)
+_SECRET_KEY = re.compile(
+    r"(secret|token|password|passwd|api_key|apikey|webhook_url|authorization)", re.I
+)
 REDACTED = "***"
 
 
@@ -136,9 +138,9 @@ class Journal:
                     last = _last_record(fh)
                     record = {
                         "seq": (int(last["seq"]) + 1) if last else 1,
-                        "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace(
-                            "+00:00", "Z"
-                        ),
+                        "ts": datetime.now(UTC)
+                        .isoformat(timespec="milliseconds")
+                        .replace("+00:00", "Z"),
                         **record,
                         "prev": last["hash"] if last else GENESIS,
                     }
@@ -234,7 +236,9 @@ class Journal:
                         False, count, lineno, "chain broken: a line before it was removed or moved"
                     )
                 if rec.get("seq") != expected_seq:
-                    return VerifyResult(False, count, lineno, f"sequence {rec.get('seq')}, expected {expected_seq}")
+                    return VerifyResult(
+                        False, count, lineno, f"sequence {rec.get('seq')}, expected {expected_seq}"
+                    )
                 prev, expected_seq, count = rec["hash"], expected_seq + 1, count + 1
         return VerifyResult(True, count)
 

@@ -102,11 +102,12 @@ class ClusterLock:
         if self.info is None:
             return
         current = self.read()
-        if current is not None and current.pid == self.info.pid and current.run_id == self.info.run_id:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
+        if (
+            current is not None
+            and current.pid == self.info.pid
+            and current.run_id == self.info.run_id
+        ):
+            self.path.unlink(missing_ok=True)
         self.info = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -33,7 +33,9 @@ class UI(Protocol):
     def confirm(self, question: str, default: bool = False) -> bool: ...
     def ask_text(self, prompt: str) -> str: ...
     def checklist(self, title: str, items: Sequence[str]) -> bool: ...
-    def progress(self, description: str, total: float | None = None) -> AbstractContextManager[Progress]: ...
+    def progress(
+        self, description: str, total: float | None = None
+    ) -> AbstractContextManager[Progress]: ...
 
 
 class _NullProgress:
@@ -42,7 +44,7 @@ class _NullProgress:
 
 
 class QuietUI:
-    """No terminal output; answers from `assume_yes` or refuses. For tests and `--output json` pipes."""
+    """No terminal output; answers from `assume_yes` or refuses. For tests and pipes."""
 
     def __init__(self, assume_yes: bool = False, interactive: bool = False) -> None:
         self.assume_yes = assume_yes
@@ -83,7 +85,9 @@ class QuietUI:
         self._refuse(f"the checklist {title!r}")
         return False
 
-    def progress(self, description: str, total: float | None = None) -> AbstractContextManager[Progress]:
+    def progress(
+        self, description: str, total: float | None = None
+    ) -> AbstractContextManager[Progress]:
         return nullcontext(_NullProgress())
 
 
@@ -106,9 +110,16 @@ class ConsoleUI(QuietUI):
         self.console.print(f"[yellow]warning:[/] {_esc(message)}")
 
     _STYLE = {
-        "running": "cyan", "succeeded": "green", "executed": "green", "planned": "blue",
-        "not_run": "dim", "failed": "red", "declined": "yellow", "interrupted": "yellow",
-        "undone": "magenta", "retrying": "yellow",
+        "running": "cyan",
+        "succeeded": "green",
+        "executed": "green",
+        "planned": "blue",
+        "not_run": "dim",
+        "failed": "red",
+        "declined": "yellow",
+        "interrupted": "yellow",
+        "undone": "magenta",
+        "retrying": "yellow",
     }
 
     def step(self, step_id: str, status: str, detail: str = "") -> None:
@@ -152,11 +163,15 @@ class ConsoleUI(QuietUI):
 
         self.console.print(f"[bold]{_esc(title)}[/]")
         for number, item in enumerate(items, 1):
-            if not Confirm.ask(f"  [{number}/{len(items)}] {_esc(item)} — done?", console=self.console):
+            if not Confirm.ask(
+                f"  [{number}/{len(items)}] {_esc(item)} — done?", console=self.console
+            ):
                 return False
         return True
 
-    def progress(self, description: str, total: float | None = None) -> AbstractContextManager[Progress]:
+    def progress(
+        self, description: str, total: float | None = None
+    ) -> AbstractContextManager[Progress]:
         from rich.progress import Progress as RichProgress
 
         return _RichProgress(RichProgress(console=self.console, transient=True), description, total)

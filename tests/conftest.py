@@ -18,8 +18,9 @@ from irctl.ui import QuietUI
 
 @pytest.fixture
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    state = tmp_path / "state"
-    state.mkdir()
+    # Beside tmp_path, not in it: tests may count what is in tmp_path.
+    state = tmp_path.parent / f"{tmp_path.name}-state"
+    state.mkdir(exist_ok=True)
     monkeypatch.setenv("IRCTL_STATE_DIR", str(state))
     monkeypatch.delenv("IRCTL_JOURNAL", raising=False)
     monkeypatch.delenv("IRCTL_INVENTORY", raising=False)

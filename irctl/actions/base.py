@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from irctl.ui import UI
 
 
-class Effect(str, Enum):
+class Effect(StrEnum):
     READ = "read"  # runs for real in a drill
     MUTATE = "mutate"  # planned, not run, in a drill; journaled intent before, result after
     INTERACT = "interact"  # confirm, manual checklist
@@ -37,6 +37,10 @@ class Params(BaseModel):
     """Base for every action's parameters: unknown parameters are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+# A nested `class Params(Params)` cannot name its own base; subclass `ActionParams` instead.
+ActionParams = Params
 
 
 @dataclass
@@ -151,7 +155,11 @@ class Context:
 
     @contextmanager
     def mutation(
-        self, operation: str, *, targets: list[str] | None = None, params: dict[str, Any] | None = None
+        self,
+        operation: str,
+        *,
+        targets: list[str] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> Iterator[MutationRecord]:
         """Journal an `intent` before a change to the world and its `result` after.
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from irctl.actions.base import BaseAction, Context, Effect, Outcome, Params, Plan
+from irctl.actions.base import ActionParams, BaseAction, Context, Effect, Outcome, Plan
 from irctl.durations import format_duration, parse_duration
 from irctl.errors import InputError
 
@@ -16,7 +16,7 @@ class Confirm(BaseAction):
     description = "ask the operator a yes/no question; no stops the run"
     effect = Effect.INTERACT
 
-    class Params(Params):
+    class Params(ActionParams):
         message: str = Field(min_length=1)
         default: bool = False
 
@@ -31,7 +31,7 @@ class Manual(BaseAction):
     description = "show instructions and a checklist the operator acknowledges item by item"
     effect = Effect.INTERACT
 
-    class Params(Params):
+    class Params(ActionParams):
         instructions: str = ""
         checklist: list[str] = Field(default_factory=list)
 
@@ -40,7 +40,9 @@ class Manual(BaseAction):
             ctx.ui.info(params.instructions)
         items = params.checklist or ["done"]
         if ctx.ui.checklist(ctx.step_id or "manual step", items):
-            return Outcome(ok=True, output={"acknowledged": items}, summary="all items acknowledged")
+            return Outcome(
+                ok=True, output={"acknowledged": items}, summary="all items acknowledged"
+            )
         return Outcome.failed("the checklist was not completed", acknowledged=[])
 
 
@@ -49,7 +51,7 @@ class Wait(BaseAction):
     description = "pause for a while (lets a change settle before the next measurement)"
     effect = Effect.READ
 
-    class Params(Params):
+    class Params(ActionParams):
         duration: str | float
         reason: str = ""
 
@@ -66,11 +68,16 @@ class Wait(BaseAction):
         seconds = parse_duration(params.duration)
         if ctx.dry_run:
             # A drill does not sit through waits; the output says so rather than pretending.
-            return Outcome(ok=True, output={"waited_s": 0, "would_wait_s": seconds},
-                           summary=f"drill: would wait {format_duration(seconds)}")
+            return Outcome(
+                ok=True,
+                output={"waited_s": 0, "would_wait_s": seconds},
+                summary=f"drill: would wait {format_duration(seconds)}",
+            )
         with ctx.ui.progress(f"waiting {format_duration(seconds)} {params.reason}".strip()):
             ctx.clock.sleep(seconds)
-        return Outcome(ok=True, output={"waited_s": seconds}, summary=f"waited {format_duration(seconds)}")
+        return Outcome(
+            ok=True, output={"waited_s": seconds}, summary=f"waited {format_duration(seconds)}"
+        )
 
     def plan(self, params: Any, ctx: Context) -> Plan:
         return Plan(summary=f"wait {format_duration(parse_duration(params.duration))}")
@@ -81,7 +88,7 @@ class Assert(BaseAction):
     description = "fail the step unless a condition (a rendered template) holds"
     effect = Effect.READ
 
-    class Params(Params):
+    class Params(ActionParams):
         that: Any
         message: str = "assertion failed"
 
@@ -90,5 +97,6 @@ class Assert(BaseAction):
             return Outcome(ok=True, output={"holds": True}, summary="holds")
         if params.that in (False, "False", "false", 0, None, ""):
             return Outcome.failed(params.message, holds=False)
-        return Outcome.failed(f"{params.message} (the condition gave {params.that!r}, not a boolean)",
-                              holds=False)
+        return Outcome.failed(
+            f"{params.message} (the condition gave {params.that!r}, not a boolean)", holds=False
+        )

@@ -107,8 +107,15 @@ def render_run(result: RunResult) -> Callable[[Console], None]:
         table = Table(title=title, title_justify="left", show_lines=False)
         for column in ("step", "action", "status", "detail"):
             table.add_column(column)
-        colors = {"succeeded": "green", "executed": "green", "planned": "blue", "failed": "red",
-                  "not_run": "dim", "declined": "yellow", "undone": "magenta"}
+        colors = {
+            "succeeded": "green",
+            "executed": "green",
+            "planned": "blue",
+            "failed": "red",
+            "not_run": "dim",
+            "declined": "yellow",
+            "undone": "magenta",
+        }
         for step in result.steps:
             detail = step.error or step.reason or step.note or ""
             if not detail and isinstance(step.output, dict):
@@ -117,9 +124,13 @@ def render_run(result: RunResult) -> Callable[[Console], None]:
             table.add_row(step.id, step.action, f"[{color}]{step.status}[/]", detail)
         console.print(table)
         color = "green" if result.status in ("succeeded", "planned", "rolled_back") else "red"
-        console.print(f"[bold {color}]{result.status}[/]" + (f": {result.error}" if result.error else ""))
+        console.print(
+            f"[bold {color}]{result.status}[/]" + (f": {result.error}" if result.error else "")
+        )
         if result.status in ("failed", "aborted") and not result.dry_run:
-            console.print(f"resume: irctl resume {result.run_id}    undo: irctl rollback {result.run_id}")
+            console.print(
+                f"resume: irctl resume {result.run_id}    undo: irctl rollback {result.run_id}"
+            )
 
     return show
 
@@ -131,15 +142,29 @@ def emit_run(result: RunResult) -> NoReturn:
 
 
 def run_action_command(
-    action: str, params: dict[str, Any], *, dry_run: bool, yes: bool, lock_cluster: str | None,
+    action: str,
+    params: dict[str, Any],
+    *,
+    dry_run: bool,
+    yes: bool,
+    lock_cluster: str | None,
     title: str | None = None,
 ) -> RunResult:
     """Run one action as a one-step run: journal, lock, plan, confirmation, dry-run."""
     from irctl.runbook.runner import run_single_action
 
     app = state()
-    return run_single_action(app.settings, app.inventory, app.ui_for(yes=yes), action, params,
-                             dry_run=dry_run, yes=yes, lock_cluster=lock_cluster, title=title)
+    return run_single_action(
+        app.settings,
+        app.inventory,
+        app.ui_for(yes=yes),
+        action,
+        params,
+        dry_run=dry_run,
+        yes=yes,
+        lock_cluster=lock_cluster,
+        title=title,
+    )
 
 
 DRY_RUN = typer.Option(False, "--dry-run", help="Show the exact plan; change nothing.")

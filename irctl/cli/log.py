@@ -63,13 +63,21 @@ def verify() -> None:
     """Check the hash chain: exit 1 naming the first edited, removed or reordered line."""
     journal = state().journal
     result = journal.verify()
-    data = {"ok": result.ok, "records": result.records, "journal": str(journal.path),
-            "bad_line": result.bad_line, "reason": result.reason}
+    data = {
+        "ok": result.ok,
+        "records": result.records,
+        "journal": str(journal.path),
+        "bad_line": result.bad_line,
+        "reason": result.reason,
+    }
     if result.ok:
         emit(data, f"ok: {result.records} records, chain intact ({journal.path})")
         return
-    emit(data, f"BROKEN: {journal.path}:{result.bad_line}: {result.reason} "
-               f"({result.records} records before it are intact)")
+    emit(
+        data,
+        f"BROKEN: {journal.path}:{result.bad_line}: {result.reason} "
+        f"({result.records} records before it are intact)",
+    )
     raise typer.Exit(1)
 
 

@@ -14,7 +14,7 @@ from irctl.errors import ExitCode, IrctlError, UsageError
 
 app = typer.Typer(
     name="irctl",
-    help="Incident response for fleets of cache proxies: codified runbooks, drills, a verifiable journal.",
+    help="Incident response for cache proxy fleets: runbooks, drills, a verifiable journal.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -41,18 +41,36 @@ BOOL_FLAGS = {"--debug", "--accept-new-host-keys"}
 
 @app.callback()
 def _root(
-    inventory: Path = typer.Option(None, "--inventory", envvar="IRCTL_INVENTORY",
-                                   help="Inventory file [default: ./irctl.yaml, else ~/.config/irctl/inventory.yaml]"),
-    journal: Path = typer.Option(None, "--journal", envvar="IRCTL_JOURNAL",
-                                 help="Journal file [default: $IRCTL_STATE_DIR/journal.jsonl]"),
-    operator: str = typer.Option(None, "--operator", envvar="IRCTL_OPERATOR",
-                                 help="Who is acting [default: the login name]"),
-    runbooks: Path = typer.Option(None, "--runbooks", envvar="IRCTL_RUNBOOKS",
-                                  help="Runbook folder [default: shipped runbooks/ plus ./runbooks]"),
-    output: str = typer.Option("text", "--output", help="text or json (one JSON document on stdout)"),
+    inventory: Path = typer.Option(
+        None,
+        "--inventory",
+        envvar="IRCTL_INVENTORY",
+        help="Inventory file [default: ./irctl.yaml, else ~/.config/irctl/inventory.yaml]",
+    ),
+    journal: Path = typer.Option(
+        None,
+        "--journal",
+        envvar="IRCTL_JOURNAL",
+        help="Journal file [default: $IRCTL_STATE_DIR/journal.jsonl]",
+    ),
+    operator: str = typer.Option(
+        None, "--operator", envvar="IRCTL_OPERATOR", help="Who is acting [default: the login name]"
+    ),
+    runbooks: Path = typer.Option(
+        None,
+        "--runbooks",
+        envvar="IRCTL_RUNBOOKS",
+        help="Runbook folder [default: shipped runbooks/ plus ./runbooks]",
+    ),
+    output: str = typer.Option(
+        "text", "--output", help="text or json (one JSON document on stdout)"
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on the screen."),
     accept_new_host_keys: bool = typer.Option(
-        False, "--accept-new-host-keys", help="Trust and record unknown SSH host keys (like accept-new)."),
+        False,
+        "--accept-new-host-keys",
+        help="Trust and record unknown SSH host keys (like accept-new).",
+    ),
 ) -> None:
     """Global options may appear anywhere on the command line."""
 
@@ -140,9 +158,13 @@ def main(argv: list[str] | None = None) -> None:
         from irctl.runbook.runner import write_crash
 
         where = write_crash(state().settings, exc)
-        code = _fail(IrctlError(f"internal error: {type(exc).__name__}: {exc}",
-                                f"traceback in {where}; please report it" if where else "rerun with --debug"),
-                     as_json)
+        code = _fail(
+            IrctlError(
+                f"internal error: {type(exc).__name__}: {exc}",
+                f"traceback in {where}; please report it" if where else "rerun with --debug",
+            ),
+            as_json,
+        )
         code = int(ExitCode.INTERNAL)
     sys.exit(code)
 

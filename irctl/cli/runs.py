@@ -29,17 +29,27 @@ def run(
     path = _find(name)
     runbook = load_runbook(path)
     inputs = parse_params(param)
-    result = start_run(app.settings, app.inventory, app.ui_for(yes=yes), runbook, path, inputs,
-                       dry_run=dry_run, yes=yes)
+    result = start_run(
+        app.settings,
+        app.inventory,
+        app.ui_for(yes=yes),
+        runbook,
+        path,
+        inputs,
+        dry_run=dry_run,
+        yes=yes,
+    )
     emit_run(result)
 
 
 def resume(run_id: str = typer.Argument(...), yes: bool = YES) -> None:
-    """Continue an interrupted run: finished steps keep their results; in-doubt steps are reconciled."""
+    """Continue an interrupted run; an in-doubt step is reconciled with reality first."""
     from irctl.runbook.runner import resume_run
 
     app = state()
-    result = resume_run(app.settings, app.inventory, app.ui_for(yes=yes), run_id, yes=yes, find=_find)
+    result = resume_run(
+        app.settings, app.inventory, app.ui_for(yes=yes), run_id, yes=yes, find=_find
+    )
     emit_run(result)
 
 

@@ -10,6 +10,7 @@ through `overrides`.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, cast
 
@@ -56,8 +57,7 @@ class Providers:
     def close(self) -> None:
         """Close what this run created (not the overrides: their owner closes them)."""
         for instance in reversed(self._owned):
-            try:
+            # Closing is best effort at the end of a run.
+            with contextlib.suppress(Exception):
                 instance.close()
-            except Exception:  # noqa: S110 - closing is best effort at the end of a run
-                pass
         self._owned.clear()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from irctl.actions import get_action
-from irctl.actions.base import Context, Effect, Outcome
+from irctl.actions.base import Context, Effect, Outcome, Reconciled
 from irctl.errors import InputError, IrctlError, RefusedError, one_line
 from irctl.inventory import as_plain
 from irctl.lock import ClusterLock
@@ -53,11 +53,16 @@ class Engine:
         self.inputs = resolve_inputs(self.runbook, given_inputs)
         self._take_lock()
         try:
-            self._journal("run_started", runbook=self.runbook.name,
-                          runbook_path=str(self.runbook_path) if self.runbook_path else None,
-                          runbook_sha256=file_digest(self.runbook_path), inputs=self.inputs,
-                          dry_run=self.ctx.dry_run, host=socket.gethostname(), pid=os.getpid(),
-                          **self.extra_started)
+            self._journal(
+                "run_started",
+                runbook_path=str(self.runbook_path) if self.runbook_path else None,
+                runbook_sha256=file_digest(self.runbook_path),
+                inputs=self.inputs,
+                dry_run=self.ctx.dry_run,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                **self.extra_started,
+            )
             self._note_takeover()
             return self._loop(None)
         finally:
@@ -77,8 +82,7 @@ class Engine:
         self.ctx.run_state.update(state.run_state)
         self._take_lock()
         try:
-            self._journal("run_resumed", runbook=self.runbook.name, host=socket.gethostname(),
-                          pid=os.getpid())
+            self._journal("run_resumed", host=socket.gethostname(), pid=os.getpid())
             self._note_takeover()
             return self._loop(state)
         finally:
@@ -92,8 +96,9 @@ class Engine:
         for step in self.runbook.steps:
             prior = state.steps.get(step.id) if state else None
             if prior is not None and prior.status in STEP_DONE:
-                self.results[step.id] = StepResult(step.id, step.action, prior.status,
-                                                   output=prior.output, note="from the journal")
+                self.results[step.id] = StepResult(
+                    step.id, step.action, prior.status, output=prior.output, note="from the journal"
+                )
                 ctx.ui.step(step.id, prior.status, "(from the journal)")
                 continue
             done_items: dict[str, Any] = {}
@@ -106,10 +111,16 @@ class Engine:
                 self.lock.update_step(step.id)
             ctx.ui.step(step.id, "running", step.title or step.action)
             self._journal("step_started", step=step.id, action=step.action)
-            sc = StepContext(step=step, ctx=ctx.for_step(step.id), scope=self._scope(),
-                             dry_run=ctx.dry_run, after_planned=after_planned,
-                             done_items=done_items, on_crash=self.on_crash,
-                             literal_params=self.literal_params)
+            sc = StepContext(
+                step=step,
+                ctx=ctx.for_step(step.id),
+                scope=self._scope(),
+                dry_run=ctx.dry_run,
+                after_planned=after_planned,
+                done_items=done_items,
+                on_crash=self.on_crash,
+                literal_params=self.literal_params,
+            )
             try:
                 result = execute_step(sc)
             except StepInterrupted as exc:
@@ -120,10 +131,17 @@ class Engine:
             self.results[step.id] = result
             if result.status == "planned":
                 after_planned = True
-            self._journal("step_finished", step=step.id, action=step.action,
-                          status=result.status, output=result.output, error=result.error,
-                          reason=result.reason, duration_ms=result.duration_ms,
-                          run_state=dict(ctx.run_state) or None)
+            self._journal(
+                "step_finished",
+                step=step.id,
+                action=step.action,
+                status=result.status,
+                output=result.output,
+                error=result.error,
+                reason=result.reason,
+                duration_ms=result.duration_ms,
+                run_state=dict(ctx.run_state) or None,
+            )
             ctx.ui.step(step.id, result.status, result.error or result.reason or result.note or "")
             if interrupted:
                 status, error = "aborted", "interrupted by the operator"
@@ -149,9 +167,16 @@ class Engine:
         if status == "succeeded" and ctx.dry_run:
             status = "planned"
         self._journal("run_finished", status=status, error=error)
-        run = RunResult(ctx.run_id, self.runbook.name, status, ctx.dry_run,
-                        steps=[self.results[s.id] for s in self.runbook.steps if s.id in self.results],
-                        error=error, interrupted=interrupted, journal=str(ctx.journal.path))
+        run = RunResult(
+            ctx.run_id,
+            self.runbook.name,
+            status,
+            ctx.dry_run,
+            steps=[self.results[s.id] for s in self.runbook.steps if s.id in self.results],
+            error=error,
+            interrupted=interrupted,
+            journal=str(ctx.journal.path),
+        )
         run.undone = undone or self._last_undone
         return run
 
@@ -167,12 +192,18 @@ class Engine:
             "inputs": self.inputs,
             "steps": steps,
             "inventory": as_plain(self.ctx.inventory),
-            "run": {"id": self.ctx.run_id, "operator": self.ctx.operator,
-                    "dry_run": self.ctx.dry_run, "runbook": self.runbook.name},
+            "run": {
+                "id": self.ctx.run_id,
+                "operator": self.ctx.operator,
+                "dry_run": self.ctx.dry_run,
+                "runbook": self.runbook.name,
+            },
         }
 
     # -- resume ------------------------------------------------------------------
-    def _reconcile(self, step_id: str, action_name: str, items: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    def _reconcile(
+        self, step_id: str, action_name: str, items: dict[str, Any]
+    ) -> tuple[dict[str, Any], str | None]:
         """Finished items keep their outputs; an intent without a result asks the world."""
         action = get_action(action_name)
         done: dict[str, Any] = {}
@@ -183,32 +214,56 @@ class Engine:
             if not item.in_doubt:
                 continue
             ictx = self.ctx.for_step(step_id, key or None)
+            verdict: Reconciled | None = None
             try:
-                verdict = action.reconcile(item.intent, ictx)
-            except IrctlError as exc:
-                verdict = None
-                detail = exc.message
-            else:
+                verdict = action.reconcile(item.intent or {}, ictx)
                 detail = verdict.detail
-            state = verdict.state if verdict else "unknown"
-            self._journal("reconciled", step=step_id, item=key or None, action=action_name,
-                          state=state, detail=detail, intent_seq=item.intent.get("seq"))
-            self.ctx.ui.info(f"reconcile {step_id}{'[' + key + ']' if key else ''}: {state}"
-                             + (f" ({detail})" if detail else ""))
+            except IrctlError as exc:
+                detail = exc.message
+            state = verdict.state if verdict is not None else "unknown"
+            self._journal(
+                "reconciled",
+                step=step_id,
+                item=key or None,
+                action=action_name,
+                state=state,
+                detail=detail,
+                intent_seq=item.intent.get("seq"),
+            )
+            self.ctx.ui.info(
+                f"reconcile {step_id}{'[' + key + ']' if key else ''}: {state}"
+                + (f" ({detail})" if detail else "")
+            )
             if state == "applied":
-                outcome = (verdict.outcome if verdict and verdict.outcome else Outcome(ok=True))
-                self._journal("result", scope="step", step=step_id, item=key or None,
-                              action=action_name, intent_seq=item.intent.get("seq"), ok=True,
-                              output=outcome.output, undo=outcome.undo, targets=outcome.targets,
-                              reconciled=True)
+                outcome = verdict.outcome if verdict and verdict.outcome else Outcome(ok=True)
+                self._journal(
+                    "result",
+                    scope="step",
+                    step=step_id,
+                    item=key or None,
+                    action=action_name,
+                    intent_seq=item.intent.get("seq"),
+                    ok=True,
+                    output=outcome.output,
+                    undo=outcome.undo,
+                    targets=outcome.targets,
+                    reconciled=True,
+                )
                 done[key] = outcome.output
             elif state == "unknown":
-                question = (f"Cannot tell whether step {step_id!r} was applied before the crash "
-                            f"({detail or 'no detail'}). Run it again?")
-                if not (self.ctx.ui.interactive and not self.ctx.ui.assume_yes
-                        and self.ctx.ui.confirm(question)):
-                    return done, (f"step {step_id!r} may have been applied; check it by hand, "
-                                  "then resume in a terminal to decide")
+                question = (
+                    f"Cannot tell whether step {step_id!r} was applied before the crash "
+                    f"({detail or 'no detail'}). Run it again?"
+                )
+                if not (
+                    self.ctx.ui.interactive
+                    and not self.ctx.ui.assume_yes
+                    and self.ctx.ui.confirm(question)
+                ):
+                    return done, (
+                        f"step {step_id!r} may have been applied; check it by hand, "
+                        "then resume in a terminal to decide"
+                    )
         return done, None
 
     # -- rollback ----------------------------------------------------------------
@@ -235,8 +290,14 @@ class Engine:
 
     # -- plumbing ----------------------------------------------------------------
     def _journal(self, event: str, **fields: Any) -> None:
-        self.ctx.journal.append(event, run_id=self.ctx.run_id, operator=self.ctx.operator,
-                                runbook=self.runbook.name, dry_run=self.ctx.dry_run, **fields)
+        fields.setdefault("dry_run", self.ctx.dry_run)
+        self.ctx.journal.append(
+            event,
+            run_id=self.ctx.run_id,
+            operator=self.ctx.operator,
+            runbook=self.runbook.name,
+            **fields,
+        )
 
     def _lock_key(self) -> str | None:
         if self.runbook.lock:
@@ -249,8 +310,10 @@ class Engine:
         return str(cluster) if cluster else None
 
     def _mutates(self) -> bool:
-        return any(get_action(s.action).effect is Effect.MUTATE or s.action == "ssh.run"
-                   for s in self.runbook.steps)
+        return any(
+            get_action(s.action).effect is Effect.MUTATE or s.action == "ssh.run"
+            for s in self.runbook.steps
+        )
 
     def _take_lock(self) -> None:
         if self.ctx.dry_run or not self._mutates():
@@ -265,10 +328,16 @@ class Engine:
     def _note_takeover(self) -> None:
         if self.lock and self.lock.taken_over:
             old = self.lock.taken_over
-            self._journal("lock_takeover", cluster=old.cluster, previous_run=old.run_id,
-                          previous_operator=old.operator, previous_pid=old.pid)
-            self.ctx.ui.warn(f"took over the lock of run {old.run_id} ({old.operator}, "
-                             f"pid {old.pid} is gone)")
+            self._journal(
+                "lock_takeover",
+                cluster=old.cluster,
+                previous_run=old.run_id,
+                previous_operator=old.operator,
+                previous_pid=old.pid,
+            )
+            self.ctx.ui.warn(
+                f"took over the lock of run {old.run_id} ({old.operator}, pid {old.pid} is gone)"
+            )
 
     def _release(self) -> None:
         if self.lock:
@@ -276,14 +345,21 @@ class Engine:
 
 
 def rollback(state: RunState, ctx: Context) -> list[dict[str, Any]]:
-    """Undo `state`'s reversible results, newest first; each undo journaled. Returns what was done."""
+    """Undo `state`'s reversible results, newest first, each journaled; returns what was done."""
     done: list[dict[str, Any]] = []
     for rec in state.pending_undo():
         action = get_action(str(rec["action"]))
         step, item = rec.get("step"), rec.get("item")
         ictx = ctx.for_step(step, item)
-        common = dict(run_id=state.run_id, operator=ctx.operator, runbook=state.runbook,
-                      step=step, item=item, action=rec["action"], undoes=rec["seq"])
+        common = dict(
+            run_id=state.run_id,
+            operator=ctx.operator,
+            runbook=state.runbook,
+            step=step,
+            item=item,
+            action=rec["action"],
+            undoes=rec["seq"],
+        )
         ctx.journal.append("undo_intent", **common, record=rec["undo"])
         try:
             outcome = action.undo(rec["undo"], ictx)
@@ -291,10 +367,20 @@ def rollback(state: RunState, ctx: Context) -> list[dict[str, Any]]:
             outcome = Outcome.failed(str(exc))
         except Exception as exc:  # an undo that crashes is a recorded failure, not a crash
             outcome = Outcome.failed(f"internal error: {type(exc).__name__}: {one_line(str(exc))}")
-        ctx.journal.append("undo", **common, ok=outcome.ok, output=outcome.output,
-                           error=outcome.error)
-        ctx.ui.step(str(step), "undone" if outcome.ok else "failed",
-                    outcome.summary or outcome.error or "")
-        done.append({"step": step, "item": item, "action": rec["action"], "ok": outcome.ok,
-                     "error": outcome.error, "output": outcome.output})
+        ctx.journal.append(
+            "undo", **common, ok=outcome.ok, output=outcome.output, error=outcome.error
+        )
+        ctx.ui.step(
+            str(step), "undone" if outcome.ok else "failed", outcome.summary or outcome.error or ""
+        )
+        done.append(
+            {
+                "step": step,
+                "item": item,
+                "action": rec["action"],
+                "ok": outcome.ok,
+                "error": outcome.error,
+                "output": outcome.output,
+            }
+        )
     return done

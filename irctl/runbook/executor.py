@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from irctl.actions import get_action
-from irctl.actions.base import Action, Cancelled, Context, Effect, Outcome, Plan
+from irctl.actions.base import Action, Cancelled, Context, Effect, Outcome, Plan, SystemClock
 from irctl.durations import format_duration, parse_duration
 from irctl.errors import IrctlError, one_line
 from irctl.runbook.model import Step
@@ -84,7 +84,8 @@ def execute_step(sc: StepContext) -> StepResult:
         if sc.dry_run and sc.after_planned:
             return finish(
                 "not_run",
-                reason=f"depends on a planned step's result, known only in a live run ({exc.message})",
+                reason="depends on a planned step's result, known only in a live run "
+                f"({exc.message})",
             )
         return finish("failed", error=f"template error: {exc.message}")
     except IrctlError as exc:
@@ -92,8 +93,11 @@ def execute_step(sc: StepContext) -> StepResult:
 
     effect = action.effect_for(works[0].params) if works else action.effect
     if not works:
-        return finish("succeeded" if not sc.dry_run else "executed", output={"items": []},
-                      note="foreach gave no items")
+        return finish(
+            "succeeded" if not sc.dry_run else "executed",
+            output={"items": []},
+            note="foreach gave no items",
+        )
 
     if effect is Effect.MUTATE:
         try:
@@ -106,9 +110,16 @@ def execute_step(sc: StepContext) -> StepResult:
             for work in works:
                 assert work.plan is not None
                 ctx.journal.append(
-                    "planned", run_id=ctx.run_id, operator=ctx.operator, runbook=ctx.runbook,
-                    step=step.id, item=work.key or None, action=step.action, dry_run=True,
-                    targets=work.plan.targets, plan=work.plan.to_dict(),
+                    "planned",
+                    run_id=ctx.run_id,
+                    operator=ctx.operator,
+                    runbook=ctx.runbook,
+                    step=step.id,
+                    item=work.key or None,
+                    action=step.action,
+                    dry_run=True,
+                    targets=work.plan.targets,
+                    plan=work.plan.to_dict(),
                 )
                 ctx.ui.show_plan(f"{step.label} (planned)", work.plan)
             return finish("planned", plan=plans)
@@ -164,12 +175,20 @@ def _run_works(
     failures = 0
     interrupted = False
     running: dict[Future[None], tuple[Work, float, threading.Event]] = {}
-    with ThreadPoolExecutor(max_workers=step.concurrency, thread_name_prefix=f"step-{step.id}") as pool:
+    with ThreadPoolExecutor(
+        max_workers=step.concurrency, thread_name_prefix=f"step-{step.id}"
+    ) as pool:
         while queue or running:
-            while queue and len(running) < step.concurrency and not interrupted and failures <= step.max_failures:
+            while (
+                queue
+                and len(running) < step.concurrency
+                and not interrupted
+                and failures <= step.max_failures
+            ):
                 work = queue.pop(0)
                 cancel = threading.Event()
-                wctx = replace(ctx.for_step(step.id, work.key or None), cancel=cancel)
+                clock = SystemClock(cancel) if isinstance(ctx.clock, SystemClock) else ctx.clock
+                wctx = replace(ctx.for_step(step.id, work.key or None), cancel=cancel, clock=clock)
                 if timeout is not None:
                     wctx.deadline = wctx.clock.monotonic() + timeout
                 fut = pool.submit(_attempts, sc, action, work, effect, wctx)
@@ -200,8 +219,10 @@ def _run_works(
                     failures += 1
             if timeout is not None:
                 for fut, (work, began, cancel) in list(running.items()):
-                    if time.monotonic() - began > timeout + GRACE_SECONDS:
-                        cancel.set()
+                    elapsed = time.monotonic() - began
+                    if elapsed > timeout:
+                        cancel.set()  # cooperative actions stop at their next sleep or check
+                    if elapsed > timeout + GRACE_SECONDS:
                         running.pop(fut)
                         work.status = "failed"
                         work.outcome = Outcome.failed(
@@ -227,24 +248,35 @@ def _attempts(sc: StepContext, action: Action, work: Work, effect: Effect, wctx:
         outcome = _one_attempt(sc, action, work, effect, wctx)
         if outcome.ok and step.expect is not None:
             try:
-                met = bool(evaluate(step.expect, {**sc.scope, "item": work.item, "output": outcome.output}))
+                met = bool(
+                    evaluate(step.expect, {**sc.scope, "item": work.item, "output": outcome.output})
+                )
             except TemplateFailure as exc:
                 met, outcome = False, Outcome.failed(f"expect: {exc.message}", **outcome.output)
             if not met and outcome.ok:
                 if sc.dry_run and sc.after_planned:
                     work.status, work.outcome = "done", outcome
-                    work.note = (f"expect {step.expect!r} not met in the drill: the planned changes "
-                                 "were not made; a live run retries after them")
+                    work.note = (
+                        f"expect {step.expect!r} not met in the drill: the planned changes "
+                        "were not made; a live run retries after them"
+                    )
                     return
-                outcome = Outcome(ok=False, output=outcome.output,
-                                  error=f"expect {step.expect!r} not met", undo=outcome.undo)
+                outcome = Outcome(
+                    ok=False,
+                    output=outcome.output,
+                    error=f"expect {step.expect!r} not met",
+                    undo=outcome.undo,
+                )
         work.outcome = outcome
         if outcome.ok:
             work.status = "done"
             return
         if attempt <= step.retries:
-            wctx.ui.step(step.id, "retrying", f"attempt {attempt} failed: {outcome.error}; "
-                                              f"again in {format_duration(delay)}")
+            wctx.ui.step(
+                step.id,
+                "retrying",
+                f"attempt {attempt} failed: {outcome.error}; again in {format_duration(delay)}",
+            )
             try:
                 wctx.clock.sleep(delay)
             except Cancelled:
@@ -252,21 +284,40 @@ def _attempts(sc: StepContext, action: Action, work: Work, effect: Effect, wctx:
     work.status = "failed"
 
 
-def _one_attempt(sc: StepContext, action: Action, work: Work, effect: Effect, wctx: Context) -> Outcome:
+def _one_attempt(
+    sc: StepContext, action: Action, work: Work, effect: Effect, wctx: Context
+) -> Outcome:
     step, journal = sc.step, wctx.journal
     intent_seq = None
     began = time.monotonic()
-    common = dict(run_id=wctx.run_id, operator=wctx.operator, runbook=wctx.runbook,
-                  step=step.id, item=work.key or None, action=step.action, scope="step")
+    common = dict(
+        run_id=wctx.run_id,
+        operator=wctx.operator,
+        runbook=wctx.runbook,
+        step=step.id,
+        item=work.key or None,
+        action=step.action,
+        scope="step",
+    )
     if effect is Effect.MUTATE:
         targets = work.plan.targets if work.plan else []
-        intent = journal.append("intent", **common, targets=targets,
-                                params=work.params.model_dump(mode="json"), dry_run=False)
+        intent = journal.append(
+            "intent",
+            **common,
+            targets=targets,
+            params=work.params.model_dump(mode="json"),
+            dry_run=False,
+        )
         intent_seq = intent["seq"]
     try:
         outcome = action.run(work.params, wctx)
     except Cancelled as exc:
-        outcome = Outcome.failed(exc.message)
+        timed_out = wctx.deadline is not None and wctx.clock.monotonic() >= wctx.deadline
+        outcome = Outcome.failed(
+            f"timed out after {format_duration(parse_duration(step.timeout))}"
+            if timed_out and step.timeout is not None
+            else exc.message
+        )
     except IrctlError as exc:
         outcome = Outcome.failed(str(exc))
     except Exception as exc:  # a bug in an action is a failed step, recorded, not a crash
@@ -276,15 +327,23 @@ def _one_attempt(sc: StepContext, action: Action, work: Work, effect: Effect, wc
             + (f" (traceback in {where})" if where else "")
         )
     if intent_seq is not None:
-        journal.append("result", **common, intent_seq=intent_seq, ok=outcome.ok,
-                       output=outcome.output, undo=outcome.undo if outcome.ok else None,
-                       targets=outcome.targets, error=outcome.error,
-                       duration_ms=_elapsed_ms(began))
+        journal.append(
+            "result",
+            **common,
+            intent_seq=intent_seq,
+            ok=outcome.ok,
+            output=outcome.output,
+            undo=outcome.undo if outcome.ok else None,
+            targets=outcome.targets,
+            error=outcome.error,
+            duration_ms=_elapsed_ms(began),
+        )
     return outcome
 
 
-def _summarize(sc: StepContext, works: list[Work], effect: Effect, started: float,
-               failures: int) -> StepResult:
+def _summarize(
+    sc: StepContext, works: list[Work], effect: Effect, started: float, failures: int
+) -> StepResult:
     step = sc.step
     ok_status = "executed" if sc.dry_run else "succeeded"
     notes = [w.note for w in works if w.note and w.status == "done"]
@@ -293,9 +352,14 @@ def _summarize(sc: StepContext, works: list[Work], effect: Effect, started: floa
         work = works[0]
         outcome = work.outcome or Outcome.failed("not run")
         return StepResult(
-            step.id, step.action, ok_status if work.status == "done" else "failed",
-            output=outcome.output, error=None if work.status == "done" else outcome.error,
-            duration_ms=_elapsed_ms(started), attempts=attempts, note=notes[0] if notes else None,
+            step.id,
+            step.action,
+            ok_status if work.status == "done" else "failed",
+            output=outcome.output,
+            error=None if work.status == "done" else outcome.error,
+            duration_ms=_elapsed_ms(started),
+            attempts=attempts,
+            note=notes[0] if notes else None,
         )
     items = []
     for work in works:
@@ -314,12 +378,20 @@ def _summarize(sc: StepContext, works: list[Work], effect: Effect, started: floa
     if failed_items:
         first = failed_items[0].outcome
         error = f"{len(failed_items)} of {len(works)} items failed" + (
-            f"; first: {first.error}" if first and first.error else "")
+            f"; first: {first.error}" if first and first.error else ""
+        )
     return StepResult(
-        step.id, step.action, ok_status if within_budget else "failed",
-        output={"items": items, "succeeded": succeeded, "failed": len(failed_items),
-                "not_run": sum(1 for w in works if w.status == "not_run")},
+        step.id,
+        step.action,
+        ok_status if within_budget else "failed",
+        output={
+            "items": items,
+            "succeeded": succeeded,
+            "failed": len(failed_items),
+            "not_run": sum(1 for w in works if w.status == "not_run"),
+        },
         error=error if not within_budget or failed_items else None,
-        duration_ms=_elapsed_ms(started), attempts=attempts,
+        duration_ms=_elapsed_ms(started),
+        attempts=attempts,
         note=notes[0] if notes else None,
     )

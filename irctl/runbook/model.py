@@ -68,7 +68,7 @@ class Step(_Strict):
 
 
 class Runbook(_Strict):
-    apiVersion: Literal["irctl/v1"]  # noqa: N815 - the field name users write
+    apiVersion: Literal["irctl/v1"]
     kind: Literal["Runbook"]
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     title: str
@@ -137,7 +137,9 @@ def resolve_inputs(runbook: Runbook, given: dict[str, Any]) -> dict[str, Any]:
         elif spec.default is not None:
             values[name] = coerce_input(name, spec, spec.default)
         elif spec.required:
-            raise InputError(f"runbook {runbook.name!r} needs input {name!r}", f"pass -p {name}=...")
+            raise InputError(
+                f"runbook {runbook.name!r} needs input {name!r}", f"pass -p {name}=..."
+            )
         else:
             values[name] = None
     return values

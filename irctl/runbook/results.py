@@ -10,7 +10,13 @@ from irctl.errors import ExitCode
 # Step statuses. In a drill a read step is `executed`, a mutating one `planned`;
 # a step whose `when` was false is `not_run` with the reason: never a vague "skipped".
 STEP_STATUSES = (
-    "succeeded", "executed", "planned", "not_run", "failed", "declined", "interrupted",
+    "succeeded",
+    "executed",
+    "planned",
+    "not_run",
+    "failed",
+    "declined",
+    "interrupted",
 )
 RUN_STATUSES = ("succeeded", "failed", "rolled_back", "aborted", "planned")
 

@@ -67,17 +67,30 @@ def build_context(
 
 def _engine(runbook: Runbook, ctx: Context, path: Path | None, literal: bool = False) -> Engine:
     settings = ctx.settings
-    return Engine(runbook, ctx, runbook_path=path, on_crash=lambda exc: write_crash(settings, exc),
-                  literal_params=literal)
+    return Engine(
+        runbook,
+        ctx,
+        runbook_path=path,
+        on_crash=lambda exc: write_crash(settings, exc),
+        literal_params=literal,
+    )
 
 
 def start_run(
-    settings: Settings, inventory: Inventory, ui: UI, runbook: Runbook, path: Path | None,
-    inputs: dict[str, Any], *, dry_run: bool, yes: bool,
+    settings: Settings,
+    inventory: Inventory,
+    ui: UI,
+    runbook: Runbook,
+    path: Path | None,
+    inputs: dict[str, Any],
+    *,
+    dry_run: bool,
+    yes: bool,
     overrides: dict[type[Any], Any] | None = None,
 ) -> RunResult:
-    ctx = build_context(settings, inventory, ui, dry_run=dry_run, yes=yes,
-                        overrides=overrides, runbook=runbook.name)
+    ctx = build_context(
+        settings, inventory, ui, dry_run=dry_run, yes=yes, overrides=overrides, runbook=runbook.name
+    )
     try:
         return _engine(runbook, ctx, path).start(inputs)
     finally:
@@ -87,22 +100,39 @@ def start_run(
 def command_runbook(action: str, params: dict[str, Any], title: str | None) -> Runbook:
     """A one-step runbook for a CLI command like `irctl filter block`."""
     slug = action.replace(".", "-").replace("_", "-")
-    return Runbook.model_validate({
-        "apiVersion": "irctl/v1", "kind": "Runbook", "name": f"command-{slug}",
-        "title": title or f"irctl {action}",
-        "inputs": {"cluster": InputSpec().model_dump()},
-        "steps": [Step.model_validate({"id": slug, "action": action, "with": params}).model_dump(by_alias=True)],
-    })
+    return Runbook.model_validate(
+        {
+            "apiVersion": "irctl/v1",
+            "kind": "Runbook",
+            "name": f"command-{slug}",
+            "title": title or f"irctl {action}",
+            "inputs": {"cluster": InputSpec().model_dump()},
+            "steps": [
+                Step.model_validate({"id": slug, "action": action, "with": params}).model_dump(
+                    by_alias=True
+                )
+            ],
+        }
+    )
 
 
 def run_single_action(
-    settings: Settings, inventory: Inventory, ui: UI, action: str, params: dict[str, Any], *,
-    dry_run: bool, yes: bool, lock_cluster: str | None, title: str | None = None,
+    settings: Settings,
+    inventory: Inventory,
+    ui: UI,
+    action: str,
+    params: dict[str, Any],
+    *,
+    dry_run: bool,
+    yes: bool,
+    lock_cluster: str | None,
+    title: str | None = None,
     overrides: dict[type[Any], Any] | None = None,
 ) -> RunResult:
     runbook = command_runbook(action, params, title)
-    ctx = build_context(settings, inventory, ui, dry_run=dry_run, yes=yes, overrides=overrides,
-                        runbook=runbook.name)
+    ctx = build_context(
+        settings, inventory, ui, dry_run=dry_run, yes=yes, overrides=overrides, runbook=runbook.name
+    )
     try:
         engine = _engine(runbook, ctx, None, literal=True)
         engine.extra_started = {INLINE: runbook.model_dump(mode="json", by_alias=True)}
@@ -126,14 +156,28 @@ def runbook_of(state_started: dict[str, Any], find: Any) -> tuple[Runbook, Path 
 
 
 def resume_run(
-    settings: Settings, inventory: Inventory, ui: UI, run_id: str, *, yes: bool, find: Any,
+    settings: Settings,
+    inventory: Inventory,
+    ui: UI,
+    run_id: str,
+    *,
+    yes: bool,
+    find: Any,
     overrides: dict[type[Any], Any] | None = None,
 ) -> RunResult:
     journal = Journal(settings.journal_path)
     state = load_run(journal, run_id)
     runbook, path, literal = runbook_of(state.started, find)
-    ctx = build_context(settings, inventory, ui, dry_run=False, yes=yes, run_id=run_id,
-                        overrides=overrides, runbook=runbook.name)
+    ctx = build_context(
+        settings,
+        inventory,
+        ui,
+        dry_run=False,
+        yes=yes,
+        run_id=run_id,
+        overrides=overrides,
+        runbook=runbook.name,
+    )
     try:
         return _engine(runbook, ctx, path, literal).resume(state)
     finally:
@@ -141,7 +185,12 @@ def resume_run(
 
 
 def rollback_run(
-    settings: Settings, inventory: Inventory, ui: UI, run_id: str, *, yes: bool,
+    settings: Settings,
+    inventory: Inventory,
+    ui: UI,
+    run_id: str,
+    *,
+    yes: bool,
     overrides: dict[type[Any], Any] | None = None,
 ) -> RunResult:
     journal = Journal(settings.journal_path)
@@ -151,14 +200,26 @@ def rollback_run(
     pending = state.pending_undo()
     result = RunResult(run_id, state.runbook, "rolled_back", False, journal=str(journal.path))
     if not pending:
-        result.error = "nothing to undo: the run made no reversible change, or it was undone already"
+        result.error = (
+            "nothing to undo: the run made no reversible change, or it was undone already"
+        )
         return result
-    ctx = build_context(settings, inventory, ui, dry_run=False, yes=yes, run_id=run_id,
-                        overrides=overrides, runbook=state.runbook)
+    ctx = build_context(
+        settings,
+        inventory,
+        ui,
+        dry_run=False,
+        yes=yes,
+        run_id=run_id,
+        overrides=overrides,
+        runbook=state.runbook,
+    )
     try:
         for rec in pending:
-            ui.info(f"  undo {rec.get('step')} {rec.get('item') or ''} ({rec['action']}, "
-                    f"done {rec.get('ts')})")
+            ui.info(
+                f"  undo {rec.get('step')} {rec.get('item') or ''} ({rec['action']}, "
+                f"done {rec.get('ts')})"
+            )
         if not ui.confirm(f"Undo these {len(pending)} change(s) of run {run_id}, newest first?"):
             result.status, result.error = "aborted", "the operator declined"
             return result
@@ -177,8 +238,16 @@ def rollback_run(
                 lock.release()
     finally:
         ctx.providers.close()
-    result.steps = [StepResult(str(u["step"]), str(u["action"]), "undone" if u["ok"] else "failed",
-                               output=u["output"], error=u["error"]) for u in result.undone]
+    result.steps = [
+        StepResult(
+            str(u["step"]),
+            str(u["action"]),
+            "undone" if u["ok"] else "failed",
+            output=u["output"],
+            error=u["error"],
+        )
+        for u in result.undone
+    ]
     if not all(u["ok"] for u in result.undone):
         result.status, result.error = "failed", "some undo steps failed; see the journal"
     return result

@@ -97,5 +97,7 @@ def load_run(journal: Journal, run_id: str) -> RunState:
         elif event == "undo" and rec.get("ok") and rec.get("undoes") is not None:
             state.undone.add(int(rec["undoes"]))
     if state is None:
-        raise InputError(f"no run {run_id!r} in the journal {journal.path}", "list runs with `irctl log`")
+        raise InputError(
+            f"no run {run_id!r} in the journal {journal.path}", "list runs with `irctl log`"
+        )
     return state

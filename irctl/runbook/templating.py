@@ -66,7 +66,9 @@ def evaluate(expression: str, scope: dict[str, Any]) -> Any:
     except TemplateError as exc:
         raise TemplateFailure(f"in {expression!r}: {one_line(str(exc))}") from None
     except (TypeError, ValueError, ArithmeticError, KeyError, AttributeError) as exc:
-        raise TemplateFailure(f"in {expression!r}: {type(exc).__name__}: {one_line(str(exc))}") from None
+        raise TemplateFailure(
+            f"in {expression!r}: {type(exc).__name__}: {one_line(str(exc))}"
+        ) from None
 
 
 def render(value: Any, scope: dict[str, Any]) -> Any:
@@ -108,12 +110,12 @@ def references(tree: nodes.Node) -> tuple[set[str], set[str], set[str]]:
                 inputs.add(node.attr)
             elif node.node.name == "steps":
                 steps.add(node.attr)
-    for node in tree.find_all(nodes.Getitem):
-        if isinstance(node.node, nodes.Name) and isinstance(node.arg, nodes.Const):
-            if node.node.name == "inputs":
-                inputs.add(str(node.arg.value))
-            elif node.node.name == "steps":
-                steps.add(str(node.arg.value))
+    for item in tree.find_all(nodes.Getitem):
+        if isinstance(item.node, nodes.Name) and isinstance(item.arg, nodes.Const):
+            if item.node.name == "inputs":
+                inputs.add(str(item.arg.value))
+            elif item.node.name == "steps":
+                steps.add(str(item.arg.value))
     return names, inputs, steps
 
 

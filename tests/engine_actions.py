@@ -1,0 +1,81 @@
+"""Small real actions for engine tests: they touch files, so effects and undo are observable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from irctl.actions.base import BaseAction, Context, Effect, Outcome, Params, Plan, Reconciled
+
+
+class Touch(BaseAction):
+    name = "test.touch"
+    description = "create a file (undo removes it)"
+    effect = Effect.MUTATE
+    reversible = True
+
+    class Params(Params):
+        path: str
+        fail: bool = False
+        crash_after: bool = False  # simulate a crash between the change and its result record
+        sleep: float = 0.0
+
+    def plan(self, params: Any, ctx: Context) -> Plan:
+        return Plan(
+            summary=f"create {params.path}",
+            details=[f"touch {params.path}"],
+            targets=[params.path],
+            reversible=True,
+        )
+
+    def run(self, params: Any, ctx: Context) -> Outcome:
+        if params.sleep:
+            ctx.clock.sleep(params.sleep)  # cooperative: wakes early when the step is cancelled
+        if params.fail:
+            return Outcome.failed(f"could not create {params.path}")
+        Path(params.path).write_text(ctx.run_id)
+        if params.crash_after:
+            os._exit(99)
+        return Outcome(
+            ok=True, output={"path": params.path}, undo={"path": params.path}, targets=[params.path]
+        )
+
+    def undo(self, record: dict[str, Any], ctx: Context) -> Outcome:
+        Path(record["path"]).unlink(missing_ok=True)
+        return Outcome(ok=True, output={"removed": record["path"]})
+
+    def reconcile(self, intent: dict[str, Any], ctx: Context) -> Reconciled:
+        path = Path(intent["params"]["path"])
+        if path.exists():
+            return Reconciled(
+                "applied",
+                Outcome(ok=True, output={"path": str(path)}, undo={"path": str(path)}),
+                "the file exists",
+            )
+        return Reconciled("not_applied", detail="no file")
+
+
+class Count(BaseAction):
+    name = "test.count"
+    description = "read: count files in a folder"
+    effect = Effect.READ
+
+    class Params(Params):
+        folder: str
+        flaky_file: str | None = None  # fails while this file is absent
+
+    def run(self, params: Any, ctx: Context) -> Outcome:
+        if params.flaky_file and not Path(params.flaky_file).exists():
+            Path(params.flaky_file).write_text("x")
+            return Outcome.failed("flaky: first attempt fails")
+        folder = Path(params.folder)
+        names = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+        return Outcome(ok=True, output={"count": len(names), "names": names})
+
+
+def register() -> None:
+    from irctl.actions import ACTIONS
+
+    ACTIONS["test.touch"] = "tests.engine_actions:Touch"
+    ACTIONS["test.count"] = "tests.engine_actions:Count"
