@@ -7,6 +7,7 @@ an action's heavy dependencies (boto3, paramiko); `get_action` loads one.
 from __future__ import annotations
 
 import importlib
+import os
 
 from irctl.actions.base import Action
 from irctl.errors import InputError
@@ -27,9 +28,30 @@ ACTIONS: dict[str, str] = {
     "notify.slack": "irctl.actions.notify:NotifySlack",
     "notify.statuspage": "irctl.actions.notify:NotifyStatuspage",
     "notify.webhook": "irctl.actions.notify:NotifyWebhook",
+    # cache
+    "cache.stats": "irctl.actions.cache:CacheStats",
+    "cache.flush": "irctl.actions.cache_flush:CacheFlush",
+    "cache.locate": "irctl.actions.cache:CacheLocate",
+    # ssh and filters
+    "ssh.run": "irctl.actions.ssh:SshRun",
+    "filter.block": "irctl.actions.filter:FilterBlock",
+    "filter.revert": "irctl.actions.filter:FilterRevert",
 }
 
 _loaded: dict[str, Action] = {}
+
+
+def _plugins(spec: str) -> dict[str, str]:
+    """Site actions from `IRCTL_ACTION_PLUGINS="name=module:Class,..."` (modules on sys.path)."""
+    found: dict[str, str] = {}
+    for entry in spec.split(","):
+        name, sep, target = entry.strip().partition("=")
+        if sep and name and ":" in target:
+            found[name.strip()] = target.strip()
+    return found
+
+
+ACTIONS.update(_plugins(os.environ.get("IRCTL_ACTION_PLUGINS", "")))
 
 
 def get_action(name: str) -> Action:

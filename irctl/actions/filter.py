@@ -1,0 +1,303 @@
+"""`filter.block` and `filter.revert`: temporary nftables blocks on a cluster's proxies.
+
+See docs/filters.md. The rules (allowlist, /0, breadth, SSH port, the operator's own
+address, TTL limits) live in `irctl.filters.spec`; the fleet work in `irctl.filters.fleet`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from irctl.actions.base import BaseAction, Context, Effect, Outcome, Plan, Reconciled
+from irctl.actions.base import Params as BaseParams
+from irctl.actions.ssh import cluster_hosts
+from irctl.errors import InputError
+
+if TYPE_CHECKING:
+    from irctl.providers.ssh import HostRef
+
+
+class BlockParams(BaseParams):
+    cluster: str
+    cidrs: list[str] | str
+    reason: str
+    ttl: str | int | None = None  # default 30m
+    ports: list[int | str] | None = None  # default: the cluster's proxy_port
+    action: Literal["reject", "drop"] = "reject"
+    permanent: bool = False
+    force: bool = False
+    hosts: list[str] | None = None  # proxy names/addresses/ids; default all of the cluster
+    kill_existing: bool = False
+    partial_ok: bool = False
+
+
+class RevertParams(BaseParams):
+    ids: list[str] | str = Field(min_length=1)
+    cluster: str | None = None
+    hosts: list[str] | None = None
+
+
+class FilterBlock(BaseAction):
+    name = "filter.block"
+    description = "block CIDRs on the service ports of a cluster's proxies (expires in the kernel)"
+    effect = Effect.MUTATE
+    reversible = True
+    Params: ClassVar[type[BaseParams]] = BlockParams
+
+    def plan(self, params: Any, ctx: Context) -> Plan:
+        from irctl.filters import fleet
+
+        hosts = cluster_hosts(ctx, params.cluster, params.hosts)
+        pf = fleet.preflight(params, ctx, hosts)
+        names = [h.name for h in pf.ready_hosts]
+        specs = pf.specs
+        ttl = "permanent" if specs[0].ttl == 0 else f"{specs[0].ttl}s"
+        verb = "reject with tcp reset" if params.action == "reject" else "drop"
+        summary = (
+            f"block {', '.join(str(s.cidr) for s in specs)} on port(s) "
+            f"{','.join(str(p) for p in specs[0].ports)} of {len(names)} host(s) of "
+            f"{params.cluster} for {ttl} ({verb}); ids {', '.join(s.id for s in specs)}"
+        )
+        batch = pf.batch
+        details = [f"nft -f - on each of {', '.join(names)} (the same batch on every host):"]
+        details += batch.rstrip("\n").split("\n")
+        warnings = fleet.blast_radius_lines(pf, params.kill_existing)
+        if pf.errors and not params.partial_ok:
+            warnings.append("unreadable hosts: the block will not be applied anywhere")
+        return Plan(
+            summary=summary,
+            details=details,
+            targets=names,
+            reversible=True,
+            data={
+                "filter_ids": [s.id for s in specs],
+                "filters": pf.filters(names),
+                "batches": {n: batch for n in names},
+                "blast_radius": {n: pf.views[n].established for n in names},
+                "unreachable": pf.errors,
+            },
+            warnings=warnings,
+        )
+
+    def run(self, params: Any, ctx: Context) -> Outcome:
+        from irctl.filters import fleet
+        from irctl.providers.nft import Nft
+        from irctl.providers.ssh import SshProvider
+
+        hosts = cluster_hosts(ctx, params.cluster, params.hosts)
+        pf = fleet.preflight(params, ctx, hosts)
+        ids = [s.id for s in pf.specs]
+        if pf.errors and not params.partial_ok:
+            return Outcome.failed(
+                f"{len(pf.errors)} host(s) unreadable before applying, nothing was applied: "
+                + "; ".join(f"{n}: {e}" for n, e in list(pf.errors.items())[:3]),
+                unreachable=pf.errors,
+                applied_hosts=[],
+            )
+        ssh = ctx.provider(SshProvider)
+        nft = Nft(ssh)
+        targets = pf.ready_hosts
+        names = [h.name for h in targets]
+        batch = pf.batch
+        with ctx.mutation(
+            "nft.block",
+            targets=names,
+            params={"filter_ids": ids, "cluster": params.cluster, "batch": batch},
+        ) as m:
+            failed = {
+                o.host.name: o.error or "" for o in nft.apply(targets, lambda h: batch) if o.error
+            }
+            applied = [h for h in targets if h.name not in failed]
+            failed.update(fleet.verify_applied(nft, applied, pf))
+            applied = [h for h in applied if h.name not in failed]
+            if failed and not params.partial_ok:
+                m.result(ok=False, error=f"{len(failed)} host(s) failed", failed=failed)
+            else:
+                m.result(
+                    ok=True,
+                    cluster=params.cluster,
+                    filters=pf.filters([h.name for h in applied]),
+                    failed=failed or None,
+                )
+        if failed and not params.partial_ok:
+            rolled, rb_errors = self._roll_back(ctx, applied, set(ids))
+            return Outcome.failed(
+                f"{len(failed)} of {len(targets)} host(s) failed ("
+                + "; ".join(f"{n}: {e}" for n, e in list(failed.items())[:2])
+                + f"); rolled back {len(rolled)} host(s)"
+                + (f", rollback FAILED on {', '.join(rb_errors)}" if rb_errors else ""),
+                failed_hosts=failed,
+                rolled_back=rolled,
+                rollback_errors=rb_errors,
+                applied_hosts=[],
+            )
+        output: dict[str, Any] = {
+            "filter_ids": ids,
+            "filters": pf.filters([h.name for h in applied]),
+            "applied_hosts": [h.name for h in applied],
+            "failed_hosts": {**pf.errors, **failed},
+            "blast_radius": {n: pf.views[n].established for n in names},
+        }
+        if params.kill_existing:
+            output["kill"] = self._kill(ctx, nft, applied, pf)
+        return Outcome(
+            ok=True,
+            output=output,
+            summary=f"blocked {len(ids)} CIDR(s) on {len(applied)} host(s): {', '.join(ids)}"
+            + (f"; {len(output['failed_hosts'])} host(s) failed" if output["failed_hosts"] else ""),
+            targets=[h.name for h in applied],
+            undo={"filter_ids": ids, "hosts": fleet.host_dicts(applied)},
+        )
+
+    def _roll_back(
+        self, ctx: Context, hosts: list[HostRef], ids: set[str]
+    ) -> tuple[list[str], dict[str, str]]:
+        from irctl.filters import fleet
+        from irctl.providers.ssh import SshProvider
+
+        if not hosts:
+            return [], {}
+        names = [h.name for h in hosts]
+        with ctx.mutation("nft.revert", targets=names, params={"filter_ids": sorted(ids)}) as m:
+            removed, errors = fleet.revert_on(ctx.provider(SshProvider), hosts, ids)
+            m.result(ok=not errors, filter_ids=sorted(ids), removed=removed, errors=errors or None)
+        return sorted(removed), errors
+
+    def _kill(self, ctx: Context, nft: Any, hosts: list[HostRef], pf: Any) -> dict[str, Any]:
+        from irctl.providers.ssh import SshProvider
+
+        cidrs = [s.cidr for s in pf.specs]
+        ports = list(pf.specs[0].ports)
+        names = [h.name for h in hosts]
+        with ctx.mutation("ss.kill", targets=names, params={"cidrs": [str(c) for c in cidrs]}) as m:
+            outcomes = ctx.provider(SshProvider).each(
+                hosts, lambda h: nft.kill_one(h, cidrs, ports)
+            )
+            remaining = {o.host.name: o.value for o in outcomes if o.value is not None}
+            errors = {o.host.name: o.error for o in outcomes if o.error}
+            m.result(ok=not errors, remaining=remaining, errors=errors or None)
+        stuck = {n: c for n, c in remaining.items() if c}
+        if stuck:
+            ctx.ui.warn(
+                f"ss -K left {sum(stuck.values())} connection(s) open on {len(stuck)} host(s): "
+                "the kernel needs CONFIG_INET_DIAG_DESTROY to cut them"
+            )
+        return {"remaining": remaining, "errors": errors, "unsupported": bool(stuck)}
+
+    def undo(self, record: dict[str, Any], ctx: Context) -> Outcome:
+        from irctl.filters import fleet
+
+        return revert_filters(ctx, set(record["filter_ids"]), fleet.host_refs(record["hosts"]))
+
+    def reconcile(self, intent: dict[str, Any], ctx: Context) -> Reconciled:
+        from irctl.filters import fleet, spec
+        from irctl.providers.nft import Nft
+        from irctl.providers.ssh import SshProvider
+
+        params = BlockParams.model_validate(intent.get("params") or {})
+        hosts = cluster_hosts(ctx, params.cluster, params.hosts)
+        raw = [params.cidrs] if isinstance(params.cidrs, str) else params.cidrs
+        ids = {
+            spec.filter_id(str(intent.get("run_id")), intent.get("step"), intent.get("item"),
+                           spec.parse_cidr(c))
+            for c in raw
+        }  # fmt: skip
+        reads = Nft(ctx.provider(SshProvider)).read(hosts)
+        if any(r.error for r in reads):
+            return Reconciled("unknown", detail="some hosts cannot be read")
+        with_ids = [r.host for r in reads if fleet.present(r.value or [], ids)]
+        if not with_ids:
+            return Reconciled("not_applied", detail="no host holds the filter")
+        if len(with_ids) == len(hosts):
+            return Reconciled(
+                "applied",
+                Outcome(
+                    ok=True,
+                    output={"filter_ids": sorted(ids)},
+                    undo={"filter_ids": sorted(ids), "hosts": fleet.host_dicts(with_ids)},
+                ),
+                detail=f"present on all {len(hosts)} host(s)",
+            )
+        return Reconciled("unknown", detail=f"present on {len(with_ids)} of {len(hosts)} host(s)")
+
+
+def revert_filters(ctx: Context, ids: set[str], hosts: list[HostRef]) -> Outcome:
+    """Remove every element carrying `ids` from `hosts`, journaled; idempotent."""
+    from irctl.filters import fleet
+    from irctl.providers.ssh import SshProvider
+
+    names = [h.name for h in hosts]
+    with ctx.mutation("nft.revert", targets=names, params={"filter_ids": sorted(ids)}) as m:
+        removed, errors = fleet.revert_on(ctx.provider(SshProvider), hosts, ids)
+        m.result(ok=not errors, filter_ids=sorted(ids), removed=removed, errors=errors or None)
+    output = {"filter_ids": sorted(ids), "removed": removed, "errors": errors}
+    if errors:
+        return Outcome.failed(
+            f"revert failed on {len(errors)} host(s): "
+            + "; ".join(f"{n}: {e}" for n, e in list(errors.items())[:3]),
+            **output,
+        )
+    total = sum(removed.values())
+    note = "" if total else " (nothing left: already expired or reverted)"
+    return Outcome(
+        ok=True,
+        output={**output, "note": note.strip(" ()") or None},
+        summary=f"reverted {', '.join(sorted(ids))}: {total} element(s) removed{note}",
+        targets=[n for n, c in removed.items() if c],
+    )
+
+
+class FilterRevert(BaseAction):
+    name = "filter.revert"
+    description = "remove filters by id from the hosts (idempotent; expired filters succeed)"
+    effect = Effect.MUTATE
+    Params: ClassVar[type[BaseParams]] = RevertParams
+
+    def _hosts(self, params: Any, ctx: Context) -> list[HostRef]:
+        if params.cluster:
+            return cluster_hosts(ctx, params.cluster, params.hosts)
+        hosts: dict[str, HostRef] = {}
+        for name in ctx.inventory.clusters:
+            for h in cluster_hosts(ctx, name):
+                hosts.setdefault(h.address, h)
+        if not hosts:
+            raise InputError("no proxies in the inventory", "pass --inventory with the clusters")
+        return list(hosts.values())
+
+    def _ids(self, params: Any) -> set[str]:
+        from irctl.filters.spec import check_filter_id
+
+        raw = [params.ids] if isinstance(params.ids, str) else params.ids
+        return {check_filter_id(i) for i in raw}
+
+    def plan(self, params: Any, ctx: Context) -> Plan:
+        from irctl.filters import fleet
+        from irctl.filters.nftables import revert_batch
+        from irctl.providers.nft import Nft
+        from irctl.providers.ssh import SshProvider
+
+        ids = self._ids(params)
+        hosts = self._hosts(params, ctx)
+        details: list[str] = []
+        found = 0
+        for r in Nft(ctx.provider(SshProvider)).read(hosts):
+            if r.error:
+                details.append(f"{r.host.name}: cannot be read: {r.error}")
+                continue
+            mine = fleet.present(r.value or [], ids)
+            found += len(mine)
+            if mine:
+                details.append(f"nft -f - on {r.host.name}:")
+                details += revert_batch(mine).rstrip("\n").split("\n")
+        return Plan(
+            summary=f"revert {', '.join(sorted(ids))}: {found} element(s) on the hosts"
+            + ("" if found else " (already expired or reverted)"),
+            details=details,
+            targets=[h.name for h in hosts],
+            data={"filter_ids": sorted(ids), "elements": found},
+        )
+
+    def run(self, params: Any, ctx: Context) -> Outcome:
+        return revert_filters(ctx, self._ids(params), self._hosts(params, ctx))

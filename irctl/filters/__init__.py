@@ -1,0 +1,1 @@
+"""IP filters: pure rules and nft text (spec, nftables), and the fleet logic (apply, listing)."""
