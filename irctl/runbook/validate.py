@@ -36,7 +36,8 @@ _KINDS = {
     "model_attributes_type": "a mapping",
 }
 # What the engine puts in a template's scope (engine.Engine._scope), plus Jinja's globals.
-SCOPE_NAMES = frozenset({"inputs", "steps", "inventory", "run", *ENV.globals})
+CORE_NAMES = ("inputs", "steps", "inventory", "run")
+SCOPE_NAMES = frozenset({*CORE_NAMES, *ENV.globals})
 EXPRESSIONS = ("when", "foreach", "expect")
 
 Errors = list[dict[str, Any]]
@@ -296,7 +297,7 @@ def check_template(site: Site, declared: set[str], order: dict[str, int], report
         return
     names, inputs, steps = references(tree)
     for name in sorted(names - _allowed(site, tree)):
-        add(f"undefined name {name!r}{_name_hint(name, site)}")
+        add(f"undefined name {name!r}{_name_hint(name, site, declared, order)}")
     for name in sorted(inputs - declared):
         add(f"undefined input {name!r}{suggest(name, declared) or _declared(declared)}")
     for ref in sorted(steps):
@@ -323,12 +324,16 @@ def _allowed(site: Site, tree: nodes.Node) -> set[str]:
     return allowed
 
 
-def _name_hint(name: str, site: Site) -> str:
+def _name_hint(name: str, site: Site, declared: set[str], order: dict[str, int]) -> str:
     if name == "item":
         return ": item is defined only in `with` and `expect` of a step with foreach"
     if name == "output":
         return ": output is defined only in `expect` (elsewhere: steps.<id>.output)"
-    return suggest(name, SCOPE_NAMES) or " (templates see inputs, steps, inventory, run)"
+    if name in declared:
+        return f" (did you mean inputs.{name}?)"
+    if name in order:
+        return f" (did you mean steps.{name}.output?)"
+    return suggest(name, CORE_NAMES) or f" (templates see {', '.join(CORE_NAMES)})"
 
 
 def _declared(declared: set[str]) -> str:
@@ -382,7 +387,10 @@ def check_params(name: str, with_: dict[str, Any], at: Path_, report: Report) ->
     except ValidationError as exc:
         errors: Errors = [dict(e) for e in exc.errors(include_url=False)]
     except IrctlError as exc:
-        report.add(where, f"with: {exc.message}")
+        # A validator that raised our own error instead of ValueError: find its field.
+        key = next((k for k in literal if _raises_irctl(model, {k: literal[k]})), None)
+        place, label = ((*where, key), f"{name}: {key}") if key else (where, "with")
+        report.add(place, f"{label}: {exc.message}")
         return
     except Exception as exc:  # a Params validator that raised something odd: say so
         report.add(where, f"with: {name} parameters could not be checked: {type(exc).__name__}")
@@ -398,6 +406,16 @@ def check_params(name: str, with_: dict[str, Any], at: Path_, report: Report) ->
         else:
             label = ".".join(str(p) for p in loc) or "with"
             report.add((*where, *loc), f"{name}: {label}: {fold(errs)}")
+
+
+def _raises_irctl(model: type[BaseModel], data: dict[str, Any]) -> bool:
+    try:
+        model.model_validate(data)
+    except IrctlError:
+        return True
+    except Exception:  # the field's other problems are reported elsewhere
+        return False
+    return False
 
 
 def _unknown_param(name: str, key: str, accepted: set[str], path: Path_, report: Report) -> None:
