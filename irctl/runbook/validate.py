@@ -388,8 +388,8 @@ def check_params(name: str, with_: dict[str, Any], at: Path_, report: Report) ->
         errors: Errors = [dict(e) for e in exc.errors(include_url=False)]
     except IrctlError as exc:
         # A validator that raised our own error instead of ValueError: find its field.
-        key = next((k for k in literal if _raises_irctl(model, {k: literal[k]})), None)
-        place, label = ((*where, key), f"{name}: {key}") if key else (where, "with")
+        culprit = next((k for k in literal if _raises_irctl(model, {k: literal[k]})), None)
+        place, label = ((*where, culprit), f"{name}: {culprit}") if culprit else (where, "with")
         report.add(place, f"{label}: {exc.message}")
         return
     except Exception as exc:  # a Params validator that raised something odd: say so
