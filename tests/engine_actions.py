@@ -19,6 +19,7 @@ class Touch(BaseAction):
         path: str
         fail: bool = False
         crash_after: bool = False  # simulate a crash between the change and its result record
+        crash_once: str | None = None  # marker file: crash (before the change) only the first time
         sleep: float = 0.0
 
     def plan(self, params: Any, ctx: Context) -> Plan:
@@ -32,10 +33,14 @@ class Touch(BaseAction):
     def run(self, params: Any, ctx: Context) -> Outcome:
         if params.sleep:
             ctx.clock.sleep(params.sleep)  # cooperative: wakes early when the step is cancelled
+        if params.crash_once and not Path(params.crash_once).exists():
+            Path(params.crash_once).write_text("crashed")
+            os._exit(98)
         if params.fail:
             return Outcome.failed(f"could not create {params.path}")
         Path(params.path).write_text(ctx.run_id)
-        if params.crash_after:
+        if params.crash_after and not Path(params.path + ".crashed").exists():
+            Path(params.path + ".crashed").write_text("")
             os._exit(99)
         return Outcome(
             ok=True, output={"path": params.path}, undo={"path": params.path}, targets=[params.path]

@@ -170,16 +170,18 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _invoke(args: list[str]) -> int:
-    import click
-
+    # Newer typer vendors its own click; catch typer's names, which exist either way.
     try:
         result = app(args=args, prog_name="irctl", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Exit as exc:
+        return int(getattr(exc, "exit_code", 0))
+    except typer.Abort:
         sys.stderr.write("aborted\n")
         return int(ExitCode.INTERRUPTED)
-    except click.ClickException as exc:
-        exc.show()
-        return int(ExitCode.USAGE)
+    except Exception as exc:
+        show = getattr(exc, "show", None)
+        if callable(show) and hasattr(exc, "exit_code"):  # a click/typer usage error
+            show()
+            return int(ExitCode.USAGE)
+        raise
     return int(result) if isinstance(result, int) else 0

@@ -62,12 +62,18 @@ class RunResult:
     undone: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
     journal: str | None = None
+    is_rollback: bool = False  # `irctl rollback`: rolled_back is its success
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return int(ExitCode.INTERRUPTED)
-        return int(ExitCode.OK if self.status in ("succeeded", "planned") else ExitCode.FAILED)
+        good = (
+            ("succeeded", "planned", "rolled_back")
+            if self.is_rollback
+            else ("succeeded", "planned")
+        )
+        return int(ExitCode.OK if self.status in good else ExitCode.FAILED)
 
     def step(self, step_id: str) -> StepResult:
         for step in self.steps:

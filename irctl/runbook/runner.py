@@ -198,7 +198,9 @@ def rollback_run(
     if state.dry_run:
         raise RefusedError(f"run {run_id} was a drill and changed nothing", "nothing to roll back")
     pending = state.pending_undo()
-    result = RunResult(run_id, state.runbook, "rolled_back", False, journal=str(journal.path))
+    result = RunResult(
+        run_id, state.runbook, "rolled_back", False, journal=str(journal.path), is_rollback=True
+    )
     if not pending:
         result.error = (
             "nothing to undo: the run made no reversible change, or it was undone already"
