@@ -434,4 +434,4 @@ def _describe(payload: dict[str, Any]) -> str:
     if "incident" in payload:
         inc = payload["incident"]
         return f"incident {inc.get('status')}: {inc.get('body', '')}"
-    return str(payload.get("message") or payload.get("text") or "")
+    return str(payload.get("message") or payload.get("text") or "").split("\n")[0]
