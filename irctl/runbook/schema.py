@@ -64,6 +64,7 @@ INPUT_DOCS = {
 def runbook_schema() -> dict[str, Any]:
     base = Runbook.model_json_schema(by_alias=True)
     defs: dict[str, Any] = base.pop("$defs")
+    base.pop("title", None)
     _describe(base, RUNBOOK_DOCS)
     _describe(defs["Step"], STEP_DOCS)
     _describe(defs["InputSpec"], INPUT_DOCS)
