@@ -47,14 +47,12 @@ class _Process:
     proc: subprocess.Popen[bytes] | None = None
 
     def _stop(self) -> None:
+        # SIGKILL: these throwaway daemons hold nothing worth a graceful exit, and memcached
+        # takes a full clock tick (about a second) to honour SIGTERM.
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        self.proc.kill()
+        self.proc.wait(5)
 
 
 class Memcached(_Process):

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cache_lab import Memcached, Nutcracker, cluster_of, needs_binaries
 
 from irctl.errors import InputError
 from irctl.hashring import HASHES, Node, Ring, locate, ring_for
 from irctl.hashring.hashes import crc32a, fnv1a_32, jenkins, md5
 from irctl.hashring.ring import ketama_points_per_server
 from irctl.inventory import Cluster
+from tests.test_cache_lab import Memcached, Nutcracker, cluster_of, needs_binaries
 
 pytestmark = needs_binaries
 

@@ -1,0 +1,330 @@
+"""cache.flush: flush exactly the chosen shards, then prove it on every server.
+
+Restoring connectivity can be worth more than a warm cache, but a flush cannot be
+undone, so this action is strict: the operator types the shard names (or, for
+every shard, the cluster name); every server is checked and given a canary key
+before anything is flushed, and one unreachable server stops the flush before it
+starts. After `flush_all` each server must show `cmd_flush` risen and the canary
+gone; a server where either is not so fails the step, by name.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, field_validator
+
+from irctl.actions.base import (
+    ActionParams,
+    BaseAction,
+    Context,
+    Effect,
+    Outcome,
+    Plan,
+    Reconciled,
+)
+from irctl.actions.cache import cluster_shards
+from irctl.durations import parse_duration
+from irctl.errors import InputError, ProviderError, RefusedError, one_line
+from irctl.journal import aggregate_errors
+
+if TYPE_CHECKING:
+    from irctl.inventory import Shard
+    from irctl.providers.memcached import MemcachedProvider
+
+OPERATION = "memcached.flush_all"
+POLL = 0.25  # seconds between canary checks while a delayed flush comes due
+
+
+def _figures(stats: dict[str, Any]) -> dict[str, Any]:
+    return {"curr_items": stats.get("curr_items"), "cmd_flush": stats.get("cmd_flush")}
+
+
+@dataclass
+class ServerState:
+    server: str
+    shard: str
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+    flushed: bool = False
+    flush_counted: bool = False
+    canary_missed: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "shard": self.shard,
+            "before": self.before,
+            "after": self.after,
+            "flushed": self.flushed,
+            "flush_counted": self.flush_counted,
+            "canary_missed": self.canary_missed,
+            "error": self.error,
+        }
+
+
+class FlushParams(ActionParams):
+    cluster: str
+    shards: list[str] = Field(default_factory=list)
+    all_shards: bool = False
+    delay: int = Field(default=0, ge=0)  # memcached's flush_all delay, whole seconds
+    stagger: float = Field(default=0.0, ge=0)  # pause between shards, to spare the database
+    verify_timeout: float = Field(default=10.0, gt=0, le=600)
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _delay(cls, value: Any) -> int:
+        return math.ceil(parse_duration(value))
+
+    @field_validator("stagger", "verify_timeout", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class CacheFlush(BaseAction):
+    name = "cache.flush"
+    description = "Flush chosen cache shards (irreversible), then prove it on every server"
+    effect = Effect.MUTATE
+    reversible = False
+
+    Params = FlushParams
+
+    # -- choosing ------------------------------------------------------------
+    def _chosen(self, params: FlushParams, ctx: Context) -> list[Shard]:
+        if params.all_shards and params.shards:
+            raise InputError(
+                "both shards and all_shards were given", "pass --shard S or --all-shards"
+            )
+        if not params.all_shards and not params.shards:
+            raise InputError("no shard chosen", "pass --shard S (repeatable), or --all-shards")
+        cluster, chosen = cluster_shards(ctx.inventory, params.cluster, params.shards)
+        if not params.all_shards and len(chosen) == len(cluster.shards) and len(chosen) > 1:
+            raise RefusedError(
+                f"that is every shard of cluster {params.cluster!r}",
+                "flushing them all needs --all-shards and typing the cluster name",
+            )
+        return chosen
+
+    def plan(self, params: FlushParams, ctx: Context) -> Plan:
+        chosen = self._chosen(params, ctx)
+        servers = [s for shard in chosen for s in shard.servers]
+        when = f"flush_all {params.delay}" if params.delay else "flush_all"
+        details = [f"shard {sh.name}: {when} on {', '.join(sh.servers)}" for sh in chosen]
+        if params.stagger and len(chosen) > 1:
+            details.append(f"wait {params.stagger:g}s between shards")
+        details += [
+            "before: stats and a canary key on every server; any unreachable server stops it",
+            "after: cmd_flush must rise and the canary must miss on every server",
+        ]
+        if not ctx.assume_yes:
+            what = (
+                f"the cluster name {params.cluster!r}" if params.all_shards else "the shard name(s)"
+            )
+            details.append(f"confirm by typing {what}")
+        scope = f"ALL {len(chosen)} shards" if params.all_shards else f"{len(chosen)} shard(s)"
+        names = ", ".join(s.name for s in chosen)
+        return Plan(
+            summary=f"flush {scope} of cluster {params.cluster}: {names}",
+            details=details,
+            targets=servers,
+            reversible=False,
+            data={
+                "cluster": params.cluster,
+                "all_shards": params.all_shards,
+                "shards": {sh.name: list(sh.servers) for sh in chosen},
+                "delay": params.delay,
+                "stagger": params.stagger,
+            },
+            warnings=[
+                f"irreversible: every item on {len(servers)} server(s) is dropped; "
+                "their misses go to the database behind the cache"
+            ],
+        )
+
+    def _confirmed(self, params: FlushParams, ctx: Context, chosen: list[Shard]) -> str | None:
+        """None when the operator typed the right names (or said --yes); else why not."""
+        if ctx.assume_yes:
+            return None
+        if params.all_shards:
+            expected = [params.cluster]
+            prompt = (
+                f"Type the cluster name to flush ALL {len(chosen)} of its shards ({params.cluster})"
+            )
+        else:
+            expected = [shard.name for shard in chosen]
+            prompt = f"Type the shard name(s) to flush ({' '.join(expected)})"
+        answer = ctx.ui.ask_text(prompt)
+        if sorted(answer.replace(",", " ").split()) == sorted(expected):
+            return None
+        return f"typed {one_line(answer, 80)!r}, not {' '.join(expected)!r}: nothing was flushed"
+
+    # -- doing ---------------------------------------------------------------
+    def run(self, params: FlushParams, ctx: Context) -> Outcome:
+        from irctl.providers.memcached import MemcachedProvider
+
+        chosen = self._chosen(params, ctx)
+        refused = self._confirmed(params, ctx, chosen)
+        if refused:
+            return Outcome.failed(refused)
+        mc = ctx.provider(MemcachedProvider)
+        canary = f"irctl:canary:{ctx.run_id}:{ctx.step_id or 'flush'}:{secrets.token_hex(4)}"
+        token = secrets.token_hex(8).encode()
+        states = [ServerState(s, sh.name) for sh in chosen for s in sh.servers]
+        # Long enough to outlive the proof: an expired canary would fake a successful flush.
+        ttl = int(params.delay + params.verify_timeout + 600)
+        errors = self._preflight(mc, states, canary, token, ttl)
+        if errors:
+            return self._failed(params, states, errors, "before flushing (nothing was flushed)")
+        sent: dict[str, float] = {}
+        for index, shard in enumerate(chosen):
+            if index and params.stagger:
+                ctx.clock.sleep(params.stagger)
+            ctx.check_cancelled()
+            sent[shard.name] = ctx.clock.monotonic()
+            self._flush_shard(
+                params, ctx, mc, shard, [st for st in states if st.shard == shard.name]
+            )
+        for st in states:
+            if st.flushed and st.flush_counted:
+                self._await_canary(
+                    ctx, mc, st, canary, sent[st.shard] + params.delay + params.verify_timeout
+                )
+        errors = [(st.server, f"{st.server} ({st.shard}): {st.error}") for st in states if st.error]
+        if errors:
+            return self._failed(params, states, errors, "flush not proven")
+        return Outcome(
+            ok=True,
+            output=self._output(params, states),
+            summary=f"flushed {len(chosen)} shard(s), proven on {len(states)} server(s)",
+            targets=[st.server for st in states],
+        )
+
+    def _preflight(
+        self, mc: MemcachedProvider, states: list[ServerState], canary: str, token: bytes, ttl: int
+    ) -> list[tuple[str, str]]:
+        errors = []
+        for st in states:
+            try:
+                st.before = _figures(mc.stats(st.server))
+                mc.set(st.server, canary, token, expire=ttl)
+                if mc.get(st.server, canary) != token:
+                    raise ProviderError(f"memcached {st.server}: the canary key did not read back")
+            except ProviderError as exc:
+                st.error = exc.message
+                errors.append((st.server, exc.message))
+        return errors
+
+    def _flush_shard(
+        self,
+        params: FlushParams,
+        ctx: Context,
+        mc: MemcachedProvider,
+        shard: Shard,
+        states: list[ServerState],
+    ) -> None:
+        journal_params = {
+            "cluster": params.cluster,
+            "shard": shard.name,
+            "delay": params.delay,
+            "before": {st.server: st.before for st in states},
+        }
+        with ctx.mutation(OPERATION, targets=list(shard.servers), params=journal_params) as m:
+            for st in states:
+                try:
+                    mc.flush_all(st.server, params.delay)
+                    st.flushed = True
+                    st.after = _figures(mc.stats(st.server))
+                except ProviderError as exc:
+                    st.error = exc.message
+                    continue
+                before, after = st.before.get("cmd_flush"), st.after.get("cmd_flush")
+                st.flush_counted = (
+                    isinstance(before, int) and isinstance(after, int) and after > before
+                )
+                if not st.flush_counted:
+                    st.error = f"cmd_flush did not rise ({before} -> {after})"
+            failed = [st.server for st in states if st.error]
+            m.result(
+                ok=not failed,
+                error=f"not flushed: {', '.join(failed)}" if failed else None,
+                shard=shard.name,
+                servers={
+                    st.server: {"before": st.before, "after": st.after, "flushed": st.flushed}
+                    for st in states
+                },
+            )
+
+    def _await_canary(
+        self, ctx: Context, mc: MemcachedProvider, st: ServerState, canary: str, deadline: float
+    ) -> None:
+        while True:
+            try:
+                if mc.get(st.server, canary) is None:
+                    st.canary_missed = True
+                    st.after = _figures(mc.stats(st.server))
+                    return
+            except ProviderError as exc:
+                st.error = exc.message
+                return
+            if ctx.clock.monotonic() >= deadline:
+                st.error = "the canary key still reads back after the flush"
+                return
+            ctx.clock.sleep(POLL)
+
+    def _output(self, params: FlushParams, states: list[ServerState]) -> dict[str, Any]:
+        return {
+            "cluster": params.cluster,
+            "shards": list(dict.fromkeys(st.shard for st in states)),
+            "delay": params.delay,
+            "stagger": params.stagger,
+            "servers": [st.to_dict() for st in states],
+            "failed": [st.server for st in states if st.error],
+        }
+
+    def _failed(
+        self,
+        params: FlushParams,
+        states: list[ServerState],
+        errors: list[tuple[str, str]],
+        what: str,
+    ) -> Outcome:
+        names = [server for server, _ in errors]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        first = errors[0][1]
+        outcome = Outcome.failed(f"{what} on {shown}: {first}")
+        outcome.output = {**self._output(params, states), "errors": aggregate_errors(errors)}
+        outcome.targets = [st.server for st in states]
+        return outcome
+
+    # -- after a crash -------------------------------------------------------
+    def reconcile(self, intent: dict[str, Any], ctx: Context) -> Reconciled:
+        """Applied when every shard's flush intent is journaled and each server's cmd_flush rose."""
+        from irctl.providers.memcached import MemcachedProvider
+
+        params = self.Params.model_validate(intent.get("params") or {})
+        chosen = self._chosen(params, ctx)
+        calls = {
+            rec.get("params", {}).get("shard"): rec
+            for rec in ctx.journal.records(ctx.run_id)
+            if rec.get("event") == "intent"
+            and rec.get("scope") == "call"
+            and rec.get("action") == OPERATION
+            and rec.get("step") == ctx.step_id
+        }
+        if not calls:
+            return Reconciled("not_applied", detail="no shard's flush was started")
+        mc = ctx.provider(MemcachedProvider)
+        for shard in chosen:
+            rec = calls.get(shard.name)
+            if rec is None:
+                return Reconciled("unknown", detail=f"shard {shard.name} was not flushed yet")
+            for server, before in (rec["params"].get("before") or {}).items():
+                now = mc.stats(server).get("cmd_flush")
+                if not (isinstance(now, int) and now > int(before.get("cmd_flush") or 0)):
+                    return Reconciled("unknown", detail=f"cmd_flush on {server} did not rise")
+        return Reconciled("applied", detail="cmd_flush rose on every server of every shard")
