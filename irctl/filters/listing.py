@@ -42,7 +42,8 @@ def journal_filters(journal: Journal) -> dict[str, dict[str, Any]]:
                 applied[f["id"]] = {**f, "cluster": outcome.get("cluster")}
         elif rec.get("action") == "nft.revert":
             removed = outcome.get("removed") or {}
-            if not outcome.get("errors") and isinstance(removed, dict):
+            # A revert that found nothing (already expired) must not hide the expiry.
+            if isinstance(removed, dict) and any(removed.values()):
                 reverted.update(outcome.get("filter_ids") or [])
     return {k: v for k, v in applied.items() if k not in reverted}
 
