@@ -31,6 +31,20 @@ def _as_cidr(address: str) -> str:
     return f"{addr}/{addr.max_prefixlen}"
 
 
+def _down(path: PathStats, t: Mapping[str, float]) -> bool:
+    """A backend is down from one proxy when it refuses, or when nearly nothing gets through.
+
+    Timeouts on a share of samples are what packet loss looks like on every path; only
+    refusals (a stopped memcached answers with a reset at once) or an almost total
+    failure point at the backend itself.
+    """
+    if path.failed_share < t["backend_fail_share"]:
+        return False
+    failures = path.failed_share * path.samples
+    refused = path.errors.get("connect failed", 0)
+    return path.failed_share >= 0.9 or refused * 2 > failures
+
+
 def failed_servers(
     proxies: Sequence[ProxyReport], backends: Sequence[BackendReport], t: Mapping[str, float]
 ) -> dict[str, str]:
@@ -41,7 +55,7 @@ def failed_servers(
         probes = [p.backend_paths[b.server] for p in proxies if b.server in p.backend_paths]
         probes = [s for s in probes if s.samples]
         if probes:
-            down = [s for s in probes if s.failed_share >= t["backend_fail_share"]]
+            down = [s for s in probes if _down(s, t)]
             if len(down) * 2 > len(probes):
                 errors = sorted({e for s in down for e in s.errors})
                 out[b.server] = (
@@ -153,6 +167,7 @@ def _network_evidence(
     slow = statistics.median([p.slow_share for p in paths]) if paths else 0.0
     loss = statistics.median([p.failed_share for p in paths]) if paths else 0.0
     p99s = [p.connect["p99"] for p in paths if p.connect["p99"] is not None]
+    rtts = [p.rtt["p99"] for p in paths if p.rtt["p99"] is not None]
     out = [
         f"{len(degraded)} of {len(paths)} paths degraded (more than "
         f"{_pct(t['path_slow_share'])} of samples above {t['slow_ms']:g} ms, or more than "
@@ -161,6 +176,10 @@ def _network_evidence(
     ]
     if p99s:
         out.append(f"median connect p99 {statistics.median(p99s):.2f} ms, worst {max(p99s):.2f} ms")
+    if rtts:
+        out.append(
+            f"median round-trip p99 {statistics.median(rtts):.2f} ms, worst {max(rtts):.2f} ms"
+        )
     retrans = [
         (p.measurement.tcp.get("RetransSegs", 0), p.measurement.tcp.get("OutSegs", 0))
         for p in proxies
@@ -268,7 +287,10 @@ def _unhealthy_proxies(
             continue
         own_paths = [s for s in p.paths() if s.samples]
         bad = [s for s in own_paths if s.degraded(t["path_slow_share"], t["path_loss_share"])]
-        if own_paths and len(bad) * 2 > len(own_paths) and len(proxies) > 1:
+        # Clients see a proxy through its port: a bad machine shows there, and on most of
+        # its backend paths too (one slow path alone is noise or a backend's problem).
+        client_view_bad = op is not None and op in bad
+        if client_view_bad and len(bad) * 2 > len(own_paths) and len(proxies) > 1:
             names.append(p.name)
             evidence.append(
                 f"{p.name}: {len(bad)} of {len(own_paths)} of its paths degraded "

@@ -111,7 +111,8 @@ def summarize(
 # substitution the parent abandons (and kills) when it does not answer within the timeout.
 # Backends are probed in parallel, samples of one backend one after another.
 # Output: one line per backend, `@@path HOST:PORT tok tok ...` where a token is
-# `CONNECT_US/RTT_US`, `F` (connect failed), `R` (no reply) or `T` (timed out).
+# `CONNECT_US/RTT_US`, `F` (connect failed), `R` (no reply) or `T` (timed out). A backend
+# that fails its first three samples is down: the rest are recorded as the same failure.
 BASH_PROBE = r"""
 export LC_ALL=C
 if [ -z "${EPOCHREALTIME:-}" ]; then
@@ -130,15 +131,20 @@ one() {
   echo "$(( ${c/./} - ${s/./} ))/$(( ${e/./} - ${c/./} ))"
 }
 path() {
-  local h=${1%:*} p=${1##*:} i=0 out line pid
+  local h=${1%:*} p=${1##*:} i=0 out line pid ok=
   out="@@path $1"
   while [ "$i" -lt "$N" ]; do
     exec 4< <(one "$h" "$p" 2>/dev/null)
     pid=$!
-    if IFS= read -r -t "$TMO" line <&4; then out="$out $line"
-    else out="$out T"; kill "$pid" 2>/dev/null; fi
+    if IFS= read -r -t "$TMO" line <&4; then :; else line=T; kill "$pid" 2>/dev/null; fi
     exec 4<&-
+    out="$out $line"
     i=$((i + 1))
+    case $line in */*) ok=1 ;; esac
+    # Down from the start: the remaining samples would only repeat the timeout.
+    if [ "$i" -eq 3 ] && [ -z "$ok" ]; then
+      while [ "$i" -lt "$N" ]; do out="$out $line"; i=$((i + 1)); done
+    fi
   done
   echo "$out"
 }

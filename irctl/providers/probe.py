@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 REQUEST = b"version\r\n"
 MAX_SAMPLES = 200
 MAX_TARGETS = 5000
+DEAD_AFTER = 3  # consecutive failures from the first sample on: the rest are not attempted
 
 # A sample: (connect_ms, rtt_ms, error); error is None on success.
 RawSample = tuple[float | None, float | None, str | None]
@@ -159,7 +160,15 @@ async def _probe(request: dict[str, Any]) -> dict[str, list[RawSample]]:
 
     async def path(name: str, host: str, port: int) -> None:
         async with gate:
-            results[name] = [await _sample(host, port, timeout) for _ in range(samples)]
+            got: list[RawSample] = []
+            for _ in range(samples):
+                got.append(await _sample(host, port, timeout))
+                # A host that failed its first samples is down: its remaining samples would
+                # each cost the whole timeout and tell nothing new.
+                if len(got) == DEAD_AFTER and all(e is not None for _, _, e in got):
+                    got += [got[-1]] * (samples - len(got))
+                    break
+            results[name] = got
 
     await asyncio.gather(*(path(n, h, int(p)) for n, h, p in request["targets"]))
     return results

@@ -1,0 +1,167 @@
+"""`irctl diagnose --cluster C`: connections, top clients, latency and loss; a verdict on top."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from irctl.cli.common import emit, state
+from irctl.errors import InputError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+_COLORS = {
+    "healthy": "green",
+    "unknown": "yellow",
+    "single_proxy_overload": "red",
+    "client_storm": "red",
+    "cluster_wide_network": "red",
+    "backend_failure": "red",
+}
+
+
+def _thresholds(pairs: list[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq:
+            raise InputError(f"bad --threshold {pair!r}", "write it as KEY=NUMBER, e.g. slow_ms=5")
+    return out
+
+
+def run_diagnose(params: dict[str, Any]) -> dict[str, Any]:
+    """Validate params like a runbook step would, then measure and classify (read-only)."""
+    from pydantic import ValidationError
+
+    from irctl.actions.diagnose import DiagnoseHostParams, DiagnoseParams
+    from irctl.diagnosis.collect import diagnose
+    from irctl.runbook.runner import build_context
+
+    model = DiagnoseHostParams if params.get("proxy") else DiagnoseParams
+    try:
+        p = model.model_validate({k: v for k, v in params.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise InputError(f"{where}: {err['msg']}", "see `irctl diagnose --help`") from None
+    from irctl.actions.diagnose import _options
+
+    app = state()
+    ctx = build_context(app.settings, app.inventory, app.ui, dry_run=False, yes=False)
+    try:
+        return diagnose(ctx, p.cluster, _options(p), only=getattr(p, "proxy", None))
+    finally:
+        ctx.providers.close()
+
+
+def _ms(stats: dict[str, Any] | None, key: str = "p99") -> str:
+    if not stats:
+        return "-"
+    value = (stats.get("connect_ms") or {}).get(key)
+    rtt = (stats.get("rtt_ms") or {}).get(key)
+    if value is None:
+        return "-"
+    return f"{value:.2f}/{rtt:.2f}" if rtt is not None else f"{value:.2f}"
+
+
+def _num(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+def render(report: dict[str, Any]) -> Any:
+    def show(console: Console) -> None:
+        from rich.markup import escape
+        from rich.table import Table
+
+        kind = report["classification"]
+        color = _COLORS.get(kind, "white")
+        console.print(
+            f"[bold]cluster {escape(report['cluster'])}:[/] [bold {color}]{kind}[/]"
+            f"  ({report['duration_ms']} ms)"
+        )
+        if report.get("recommended_runbook"):
+            console.print(f"run: [bold]irctl run {report['recommended_runbook']}[/]")
+        for line in report.get("evidence", []):
+            console.print(f"  • {escape(line)}")
+        table = Table(title_justify="left", show_lines=False)
+        columns = ("proxy", "status", "estab", "clients", "top clients", "op p50 ms", "op p99 ms",
+                   "op slow", "op loss", "→backend p99", "→backend loss", "load")  # fmt: skip
+        for name in columns:
+            table.add_column(name, no_wrap=name not in ("top clients",))
+        for h in report["hosts"]:
+            status = {"ok": "[green]ok[/]", "unhealthy": "[red]unhealthy[/]"}.get(
+                h["status"], f"[yellow]{h['status']}[/]"
+            )
+            top = ", ".join(f"{c['address']}:{c['count']}" for c in h.get("top_clients", [])[:3])
+            op = h.get("operator_path")
+            paths = h.get("backend_paths") or []
+            worst = max(paths, key=lambda p: (p["failed_share"], p["slow_share"]), default=None)
+            load = h.get("loadavg") or []
+            table.add_row(
+                escape(h["name"]), status,
+                str(h.get("established", "-")), str(h.get("distinct_clients", "-")),
+                escape(top or (h.get("error") or h.get("probe_note") or "")),
+                _ms(op, "p50"), _ms(op), _share(op and op["slow_share"]),
+                _share(op and op["failed_share"]),
+                _ms(worst) if worst else "-", _share(worst["failed_share"]) if worst else "-",
+                f"{load[0]:.2f}" if load else "-",
+            )  # fmt: skip
+        console.print(table)
+        if report.get("backends"):
+            backends = Table(title="backends", title_justify="left")
+            for name in ("server", "shard", "reachable", "curr conns", "max", "rejected"):
+                backends.add_column(name)
+            for b in report["backends"]:
+                backends.add_row(
+                    b["server"], b["shard"],
+                    "[green]yes[/]" if b["reachable"] else f"[red]no[/] {escape(b['error'] or '')}",
+                    _num(b["curr_connections"]), _num(b["max_connections"]),
+                    _num(b["rejected_connections"]),
+                )  # fmt: skip
+            console.print(backends)
+        for f in report.get("findings", []):
+            console.print(f"  [dim]{f['kind']}[/] {escape(f['subject'])}: {escape(f['message'])}")
+        console.print("[dim]op: operator → proxy port, connect/round-trip ms[/]")
+
+    return show
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("diagnose")
+    def diagnose_command(
+        cluster: str = typer.Option(..., "--cluster", "-c", help="The cluster to diagnose"),
+        proxy: str = typer.Option(None, "--proxy", help="Only this proxy (name, address, id)"),
+        samples: int = typer.Option(20, "--samples", help="Operator -> proxy samples per proxy"),
+        backend_samples: int = typer.Option(
+            10, "--backend-samples", help="Proxy -> backend samples per backend (0: skip)"
+        ),
+        timeout: str = typer.Option("500ms", "--timeout", help="Per sample (connect + reply)"),
+        top: int = typer.Option(10, "--top", help="Top clients reported per proxy"),
+        threshold: list[str] = typer.Option(
+            [], "--threshold", help="Override a threshold: KEY=NUMBER (repeatable)"
+        ),
+        expect_healthy: bool = typer.Option(
+            False, "--expect-healthy", help="Exit 1 unless the verdict is healthy"
+        ),
+    ) -> None:
+        """Connections, top clients, latency and loss per proxy; a verdict and its runbook."""
+        report = run_diagnose(
+            {
+                "cluster": cluster, "proxy": proxy, "samples": samples,
+                "backend_samples": backend_samples, "timeout": timeout, "top_clients": top,
+                "thresholds": _thresholds(threshold),
+            }
+        )  # fmt: skip
+        emit(report, render(report))
+        if expect_healthy and report["classification"] != "healthy":
+            raise typer.Exit(1)
