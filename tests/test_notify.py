@@ -265,6 +265,13 @@ def test_retries_on_500_then_delivers(
     assert not [m for m in client_logs if "T0SECRET" in m]  # urllib3 logs paths on retry
 
 
+def test_429_with_retry_after_is_retried(ctx: Context, httpserver: HTTPServer) -> None:
+    answers = iter([Response("slow down", 429, headers={"Retry-After": "0"}), Response("ok")])
+    httpserver.expect_request("/plain").respond_with_handler(lambda request: next(answers))
+    out = run("notify.webhook", {"webhook": "plain", "message": "m"}, ctx)
+    assert out.output["delivered"] is True and out.output["attempts"] == 2
+
+
 def test_retries_exhausted_on_500_is_recorded_not_raised(
     ctx: Context, httpserver: HTTPServer
 ) -> None:

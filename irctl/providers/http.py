@@ -93,7 +93,7 @@ class HttpProvider:
             raise_on_status=False,  # the last answer is returned and judged below
             raise_on_redirect=False,
             respect_retry_after_header=True,
-            retry_after_max=max(1, int(self.backoff_max)),
+            **_retry_after_cap(self.backoff_max),
         )
 
     def request(
@@ -158,6 +158,14 @@ class HttpProvider:
 def encode_json(value: Any) -> bytes:
     """The exact bytes sent for a JSON body (also what a signature covers and a plan shows)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _retry_after_cap(seconds: float) -> dict[str, Any]:
+    # A server asking for minutes of patience must not hold up incident work
+    # (the cap exists from urllib3 2.4; older versions honour Retry-After as sent).
+    if hasattr(Retry, "DEFAULT_RETRY_AFTER_MAX"):
+        return {"retry_after_max": max(1, int(seconds))}
+    return {}
 
 
 class _CountingRetry(Retry):
