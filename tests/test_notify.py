@@ -424,6 +424,16 @@ def test_connection_refused_names_no_url(tmp_path: Path) -> None:
     assert "SECRETPATH" not in str(err.value)
 
 
+def test_url_without_scheme_is_refused_before_any_lookup() -> None:
+    from irctl.errors import ProviderError
+
+    provider = HttpProvider(timeout=0.5, retries=0)
+    for url in ("hooks.invalid/SECRETPATH", "ftp://127.0.0.1/SECRETPATH"):
+        with pytest.raises(ProviderError) as err:
+            provider.request("POST", url, label="webhook:x", json_body={})
+        assert err.value.message == "webhook:x: the URL must start with https:// (or http://)"
+
+
 def test_statuspage_reconcile_finds_the_incident_tagged_with_this_run(
     ctx: Context, httpserver: HTTPServer
 ) -> None:

@@ -111,6 +111,11 @@ class HttpProvider:
 
         `body` sends exact bytes (for signed payloads); otherwise `json_body` is encoded.
         """
+        if not url.lower().startswith(("https://", "http://")):
+            raise ProviderError(
+                f"{label}: the URL must start with https:// (or http://)",
+                "fix the URL in the inventory or its environment variable",
+            )
         all_headers = {"Content-Type": "application/json", "Accept": "application/json"}
         all_headers.update(headers or {})
         if body is None and json_body is not None:
