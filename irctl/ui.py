@@ -30,7 +30,10 @@ class UI(Protocol):
     def warn(self, message: str) -> None: ...
     def step(self, step_id: str, status: str, detail: str = "") -> None: ...
     def show_plan(self, title: str, plan: Plan) -> None: ...
-    def confirm(self, question: str, default: bool = False) -> bool: ...
+    def confirm(self, question: str, default: bool = False, always_ask: bool = False) -> bool:
+        """Yes/no; `--yes` answers it unless `always_ask` (a decision --yes could not foresee)."""
+        ...
+
     def ask_text(self, prompt: str) -> str: ...
     def checklist(self, title: str, items: Sequence[str]) -> bool: ...
     def progress(
@@ -69,8 +72,8 @@ class QuietUI:
             "run it in a terminal, or pass --yes to answer yes",
         )
 
-    def confirm(self, question: str, default: bool = False) -> bool:
-        if self.assume_yes:
+    def confirm(self, question: str, default: bool = False, always_ask: bool = False) -> bool:
+        if self.assume_yes and not always_ask:
             return True
         self._refuse(f"{question!r}")
         return False
@@ -138,8 +141,8 @@ class ConsoleUI(QuietUI):
         if plan.details and not plan.reversible:
             self.console.print("    [yellow]! irreversible[/]")
 
-    def confirm(self, question: str, default: bool = False) -> bool:
-        if self.assume_yes:
+    def confirm(self, question: str, default: bool = False, always_ask: bool = False) -> bool:
+        if self.assume_yes and not always_ask:
             return True
         if not self.interactive:
             self._refuse(f"{question!r}")

@@ -170,7 +170,7 @@ def test_declined_confirmation_aborts(make_ctx: Callable[..., Context], tmp_path
     from irctl.ui import QuietUI
 
     class No(QuietUI):
-        def confirm(self, question: str, default: bool = False) -> bool:
+        def confirm(self, question: str, default: bool = False, always_ask: bool = False) -> bool:
             return False
 
     steps = [{"id": "a", "action": "test.touch", "with": {"path": "{{ inputs.dir }}/a"}}]

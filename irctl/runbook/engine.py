@@ -255,11 +255,7 @@ class Engine:
                     f"Cannot tell whether step {step_id!r} was applied before the crash "
                     f"({detail or 'no detail'}). Run it again?"
                 )
-                if not (
-                    self.ctx.ui.interactive
-                    and not self.ctx.ui.assume_yes
-                    and self.ctx.ui.confirm(question)
-                ):
+                if not (self.ctx.ui.interactive and self.ctx.ui.confirm(question, always_ask=True)):
                     return done, (
                         f"step {step_id!r} may have been applied; check it by hand, "
                         "then resume in a terminal to decide"
@@ -279,9 +275,10 @@ class Engine:
         if not pending:
             return []
         ui = self.ctx.ui
-        if ui.interactive and not ui.assume_yes:
+        if ui.interactive:
             try:
-                if ui.confirm(f"Roll back the {len(pending)} change(s) this run made?"):
+                question = f"Roll back the {len(pending)} change(s) this run made?"
+                if ui.confirm(question, always_ask=True):
                     return rollback(state, self.ctx)
             except (KeyboardInterrupt, EOFError):
                 pass
