@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -278,3 +279,31 @@ def test_unreachable_proxy_is_reported_and_the_rest_diagnosed(
     assert report["classification"] == "single_proxy_overload", _explain(report)
     assert report["unhealthy_proxies"] == [gone.name]
     assert any(f["kind"] == "unreachable" and f["subject"] == gone.name for f in report["findings"])
+
+
+def test_cli_json_and_table(dlab: DiagLab, tmp_path: Path) -> None:
+    import json
+    import sys
+
+    import yaml
+
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump(dlab.inventory().model_dump(mode="json")))
+    env = {**os.environ, "IRCTL_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"}
+    base = [sys.executable, "-m", "irctl", "--inventory", str(inventory), "diagnose",
+            "--cluster", "lab", "--samples", "5", "--backend-samples", "3"]  # fmt: skip
+    out = subprocess.run([*base, "--output", "json"], capture_output=True, text=True, env=env,
+                         timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["classification"] == "healthy", doc["evidence"]
+    assert {"classification", "hosts", "findings", "unhealthy_proxies", "storm_sources",
+            "failed_shards", "recommended_runbook"} <= set(doc)  # fmt: skip
+    assert [h["name"] for h in doc["hosts"]] == ["proxy-1", "proxy-2", "proxy-3"]
+    text = subprocess.run([*base, "--expect-healthy"], capture_output=True, text=True, env=env,
+                          timeout=60)  # fmt: skip
+    assert text.returncode == 0, text.stderr
+    assert "cluster lab: healthy" in text.stdout and "proxy-3" in text.stdout
+    bad = subprocess.run([*base, "--threshold", "slow_msec=3"], capture_output=True, text=True,
+                         env=env, timeout=60)  # fmt: skip
+    assert bad.returncode == 1 and "unknown diagnosis threshold" in bad.stderr

@@ -1,0 +1,382 @@
+"""Diagnosis logic on recorded text: parsers of /proc and ss output, statistics, the classifier."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from irctl.diagnosis.classify import classify
+from irctl.diagnosis.latency import Sample, distribution, parse_probe_lines, percentile, summarize
+from irctl.diagnosis.measure import (
+    _AGGREGATE,
+    decode_proc_address,
+    parse_clients,
+    parse_header_pairs,
+    parse_measurement,
+    parse_sockstat,
+    remote_script,
+)
+from irctl.diagnosis.model import BackendReport, ProxyReport, Verdict, thresholds_for
+from irctl.errors import InputError
+
+RECORDED = """@@clients
+total 3047 4
+3000 198.18.7.20
+20 ::ffff:198.18.7.21
+15 198.18.7.21
+12 2001:db8::5
+@@sockstat
+sockets: used 3210
+TCP: inuse 3060 orphan 2 tw 118 alloc 3071 mem 190
+UDP: inuse 1 mem 2
+@@netstat
+TcpExt: SyncookiesSent ListenOverflows ListenDrops TCPTimeouts TCPAbortOnTimeout
+TcpExt: 0 17 19 4 1
+@@snmp
+Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails EstabResets \
+CurrEstab InSegs OutSegs RetransSegs InErrs OutRsts InCsumErrors
+Tcp: 1 200 120000 -1 40 5000 3 7 3061 900000 880000 4400 0 12 0
+@@loadavg
+3.52 2.10 1.07 3/412 99812
+@@file-nr
+6304	0	9223372036854775807
+@@cpuinfo
+@@ncpu
+4
+@@probe
+@@path 198.18.7.30:11211 310/120 290/140 F T 5400/100
+@@path 198.18.7.31:11211 R R R R R
+@@end
+""".replace("\\\n", "")
+
+
+def test_parse_recorded_measurement() -> None:
+    m = parse_measurement(RECORDED)
+    assert m.complete
+    assert (m.established, m.distinct_clients) == (3047, 4)
+    # The mapped and plain forms of one client are one client.
+    assert [(c.address, c.count) for c in m.top_clients] == [
+        ("198.18.7.20", 3000),
+        ("198.18.7.21", 35),
+        ("2001:db8::5", 12),
+    ]
+    assert m.sockstat["tcp_inuse"] == 3060 and m.sockstat["sockets_used"] == 3210
+    assert m.tcp["ListenOverflows"] == 17 and m.tcp["ListenDrops"] == 19
+    assert m.tcp["RetransSegs"] == 4400 and m.tcp["OutSegs"] == 880000
+    assert m.loadavg == [3.52, 2.10, 1.07] and m.ncpu == 4
+    assert m.fds == {"allocated": 6304, "max": 9223372036854775807}
+    a, b = m.backend_samples["198.18.7.30:11211"], m.backend_samples["198.18.7.31:11211"]
+    assert a[0] == Sample(connect_ms=0.31, rtt_ms=0.12)
+    assert [s.failed for s in a[2:4]] == ["connect failed", "timed out"]
+    assert all(s.failed == "no reply" for s in b)
+
+
+def test_truncated_output_is_incomplete_not_a_crash() -> None:
+    m = parse_measurement(RECORDED.split("@@loadavg")[0])
+    assert not m.complete and m.loadavg == [] and m.established == 3047
+
+
+def test_probe_unavailable_is_reported() -> None:
+    m = parse_measurement(
+        "@@clients\ntotal 0 0\n@@probe\n@@probe_unavailable no bash on this host\n@@end\n"
+    )
+    assert m.probe_unavailable == "no bash on this host" and m.backend_samples == {}
+
+
+def test_proc_net_tcp_addresses() -> None:
+    assert decode_proc_address("0100007F") == "127.0.0.1"
+    assert decode_proc_address("0A0712C6") == "198.18.7.10"
+    assert decode_proc_address("0000000000000000FFFF00000A0712C6") == "198.18.7.10"
+    assert decode_proc_address("B80D0120000000000000000005000000") == "2001:db8::5"
+    total, distinct, top = parse_clients(["@@source proc", "total 7 2", "5 0A0712C6", "2 0100007F"])
+    assert (total, distinct) == (7, 2)
+    assert [(c.address, c.count) for c in top] == [("198.18.7.10", 5), ("127.0.0.1", 2)]
+
+
+def test_header_pairs_and_sockstat() -> None:
+    lines = ["TcpExt: A B", "TcpExt: 1 2", "IpExt: A", "IpExt: 9"]
+    assert parse_header_pairs(lines, "TcpExt") == {"A": 1, "B": 2}
+    assert parse_sockstat(["TCP: inuse 5 orphan 0 tw 2"]) == {
+        "tcp_inuse": 5,
+        "tcp_orphan": 0,
+        "tcp_tw": 2,
+    }
+
+
+@pytest.mark.skipif(not shutil.which("awk"), reason="awk is not installed")
+def test_awk_aggregation_keeps_only_the_top_n_and_exact_totals() -> None:
+    lines = []
+    for i in range(1, 41):  # client i holds i connections
+        lines += [f"0 0 198.18.7.1:22121 198.18.9.{i}:{40000 + j}" for j in range(i)]
+    lines.append("0 0 198.18.7.1:22121 [::ffff:198.18.9.1]:5000")
+    out = subprocess.run(
+        ["awk", "-v", "mode=ss", "-v", "top=3", _AGGREGATE],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0] == f"total {sum(range(1, 41)) + 1} 41"
+    assert out[1:] == ["40 198.18.9.40", "39 198.18.9.39", "38 198.18.9.38"]
+
+
+def test_remote_script_quotes_every_value() -> None:
+    script = remote_script(
+        22121, ["198.18.7.30:11211", "x;rm -rf /:1"], top=5, samples=3, timeout=0.5
+    )
+    assert "'x;rm -rf /:1'" in script
+    assert "sport = :22121" in script and "lsof" not in script
+    with pytest.raises(ValueError):
+        remote_script(0, [], top=5, samples=3, timeout=0.5)
+
+
+def test_percentiles_are_observed_values() -> None:
+    values = sorted(float(v) for v in range(1, 101))
+    assert percentile(values, 50) == 50 and percentile(values, 99) == 99
+    assert percentile([7.0], 99) == 7.0
+    assert distribution([]) == {"p50": None, "p90": None, "p99": None, "max": None}
+
+
+def test_summary_shares() -> None:
+    samples = [Sample(0.3, 0.2)] * 7 + [Sample(0.3, 9.0), Sample(failed="timed out")] * 1
+    s = summarize("proxy-1", "b:1", [*samples, Sample(6.0, 0.1)], slow_ms=5.0)
+    assert s.samples == 10 and s.failed_share == 0.1 and s.slow_share == 0.2
+    assert s.errors == {"timed out": 1} and s.rtt["max"] == 9.0
+    assert parse_probe_lines(["noise", "@@path h:1 100/200"]) == {"h:1": [Sample(0.1, 0.2)]}
+
+
+# -- the classifier ---------------------------------------------------------------------------
+
+
+def _proxy(
+    name: str,
+    established: int,
+    clients: dict[str, int] | None = None,
+    *,
+    op: list[Sample] | None = None,
+    backends: dict[str, list[Sample]] | None = None,
+    error: str | None = None,
+) -> ProxyReport:
+    lines = [f"total {established} {max(len(clients or {}), 1)}"]
+    lines += [f"{n} {a}" for a, n in (clients or {}).items()]
+    text = "@@clients\n" + "\n".join(lines) + "\n@@end\n"
+    p = ProxyReport(name, f"198.18.7.{len(name)}")
+    if error:
+        p.error = error
+    else:
+        p.measurement = parse_measurement(text)
+    p.operator_path = summarize("operator", name, op or [Sample(0.3, 0.2)] * 20)
+    for server, samples in (backends or {}).items():
+        p.backend_paths[server] = summarize(name, server, samples)
+    return p
+
+
+FAST = [Sample(0.3, 0.2)] * 10
+BACKENDS = [
+    BackendReport("b0:11211", "shard-0", {"curr_connections": "10"}),
+    BackendReport("b1:11211", "shard-1", {"curr_connections": "10"}),
+]
+
+
+def _run(
+    proxies: list[ProxyReport],
+    backends: list[BackendReport] = BACKENDS,
+    allowlist: tuple[str, ...] = (),
+    **t: float,
+) -> Verdict:
+    return classify(proxies, backends, allowlist=list(allowlist), thresholds=thresholds_for(t))
+
+
+def _fleet(counts: list[int], **kw: object) -> list[ProxyReport]:
+    return [
+        _proxy(
+            f"proxy-{i}",
+            n,
+            {f"198.18.8.{j}": n // 10 for j in range(10)},
+            backends={"b0:11211": FAST, "b1:11211": FAST},
+        )
+        for i, n in enumerate(counts)
+    ]
+
+
+def test_healthy() -> None:
+    v = _run(_fleet([400, 420, 390]))
+    assert v.classification == "healthy" and v.recommended_runbook is None
+
+
+def test_incident_signature_is_cluster_wide_network() -> None:
+    # 10-20 % of packets at 5-15 ms on every path, a few lost: the postmortem's numbers.
+    slow = (
+        [Sample(0.3, 0.2)] * 14
+        + [Sample(7.0, 0.2), Sample(0.3, 12.0)] * 2
+        + [Sample(failed="timed out")] * 2
+    )
+    proxies = [
+        _proxy(
+            f"proxy-{i}",
+            2000 + i * 300,
+            {f"198.18.8.{j}": 200 for j in range(10)},
+            op=slow,
+            backends={"b0:11211": slow, "b1:11211": slow},
+        )
+        for i in range(4)
+    ]
+    proxies[0].measurement.tcp.update(RetransSegs=500, OutSegs=10000)  # type: ignore[union-attr]
+    v = _run(proxies)
+    assert v.classification == "cluster_wide_network"
+    assert v.recommended_runbook == "cluster-wide-failure"  # clients fail to reach most proxies
+    assert v.paths_degraded == v.paths_total == 12
+    assert any("retransmissions" in e for e in v.evidence)
+
+
+def test_slowness_without_loss_is_network_degradation() -> None:
+    slow = [Sample(0.3, 0.2)] * 12 + [Sample(9.0, 0.2)] * 8
+    proxies = [_proxy(f"proxy-{i}", 100, op=slow) for i in range(3)]
+    v = _run(proxies)
+    assert (v.classification, v.recommended_runbook) == (
+        "cluster_wide_network",
+        "network-degradation",
+    )
+
+
+def test_storm_names_sources_as_cidrs_and_never_allowlisted_ones() -> None:
+    proxies = _fleet([300, 300, 300])
+    proxies[0] = _proxy(
+        "proxy-0", 4300, {"198.18.9.9": 4000, "198.18.8.1": 30}, backends={"b0:11211": FAST}
+    )
+    v = _run(proxies)
+    assert v.classification == "client_storm" and v.storm_sources == ["198.18.9.9/32"]
+    assert v.recommended_runbook == "client-connection-storm"
+    allowed = _run(proxies, allowlist=("198.18.9.0/24",))
+    assert allowed.storm_sources == [] and allowed.classification == "single_proxy_overload"
+    assert allowed.unhealthy_proxies == ["proxy-0"]
+    assert any(f.kind == "allowlisted_heavy_client" for f in allowed.findings)
+
+
+def test_ipv6_storm_source_is_a_128() -> None:
+    proxies = _fleet([50, 50])
+    proxies.append(_proxy("proxy-9", 2100, {"2001:db8::7": 2000}))
+    assert _run(proxies).storm_sources == ["2001:db8::7/128"]
+
+
+def test_overload_names_the_proxy_not_its_many_clients() -> None:
+    proxies = _fleet([300, 2400, 310, 290])
+    v = _run(proxies)
+    assert v.classification == "single_proxy_overload" and v.unhealthy_proxies == ["proxy-1"]
+    assert v.storm_sources == []
+    # Thresholds from the inventory or the step move the line.
+    assert _run(proxies, overload_factor=10).classification == "healthy"
+
+
+def test_refusing_backend_is_backend_failure_but_timeouts_are_not() -> None:
+    refused = [Sample(failed="connect failed")] * 10
+    proxies = [
+        _proxy(f"proxy-{i}", 100, backends={"b0:11211": FAST, "b1:11211": refused})
+        for i in range(3)
+    ]
+    v = _run(proxies)
+    assert v.classification == "backend_failure" and v.failed_shards == ["shard-1"]
+    lossy = [Sample(0.3, 0.2)] * 5 + [Sample(failed="timed out")] * 5
+    proxies = [
+        _proxy(f"proxy-{i}", 100, backends={"b0:11211": FAST, "b1:11211": lossy}) for i in range(3)
+    ]
+    assert _run(proxies).failed_shards == []
+
+
+def test_full_backend_refuses_connections() -> None:
+    full = BackendReport(
+        "b1:11211",
+        "shard-1",
+        {"curr_connections": "1024", "max_connections": "1024", "rejected_connections": "77"},
+    )
+    v = _run(_fleet([100, 100]), [BACKENDS[0], full])
+    assert v.classification == "backend_failure" and "refusing" in v.evidence[0]
+
+
+def test_unreachable_proxy_is_a_row_and_named() -> None:
+    proxies = _fleet([300, 300, 300])
+    proxies.append(
+        _proxy(
+            "proxy-dead", 0, error="connect timed out", op=[Sample(failed="connect timed out")] * 20
+        )
+    )
+    v = _run(proxies)
+    assert v.classification == "single_proxy_overload" and v.unhealthy_proxies == ["proxy-dead"]
+    assert any(f.kind == "unreachable" for f in v.findings)
+
+
+def test_nothing_measured_is_unknown() -> None:
+    dead = _proxy("proxy-0", 0, error="auth failed")
+    dead.operator_path = None
+    v = _run([dead])
+    assert v.classification == "unknown"
+
+
+def test_thresholds_refuse_unknown_keys_and_negative_values() -> None:
+    with pytest.raises(InputError, match="unknown diagnosis threshold"):
+        thresholds_for({"slow_msec": 5})
+    with pytest.raises(InputError):
+        thresholds_for({"slow_ms": -1})
+    assert thresholds_for({"slow_ms": 5}, {"slow_ms": 9})["slow_ms"] == 9
+
+
+# -- the operator-side probe against a real memcached on loopback -----------------------------
+
+
+@pytest.mark.skipif(not shutil.which("memcached"), reason="memcached is not installed")
+def test_operator_probe_times_real_round_trips_and_counts_refusals() -> None:
+    import socket
+    import time
+
+    from irctl.providers.probe import ProbeProvider, ProbeTarget
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        refused_port = closed.getsockname()[1]
+        proc = subprocess.Popen(
+            ["memcached", "-u", "nobody", "-l", "127.0.0.1", "-p", str(port), "-U", "0"]
+        )
+        try:
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.2).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+            got = ProbeProvider().measure(
+                [
+                    ProbeTarget("mc", "127.0.0.1", port),
+                    ProbeTarget("nothing", "127.0.0.1", refused_port),
+                ],
+                samples=5,
+                timeout=1.0,
+            )
+        finally:
+            proc.terminate()
+            proc.wait(5)
+    assert len(got["mc"]) == 5
+    assert all(e is None and c is not None and r is not None and c < 1000 for c, r, e in got["mc"])
+    # Refused from the first samples: the rest are not attempted but still counted as failed.
+    assert got["nothing"] == [(None, None, "connect failed: Connection refused")] * 5
+
+
+def test_diagnose_help_imports_neither_paramiko_nor_boto3() -> None:
+    code = (
+        "import sys\n"
+        "sys.argv = ['irctl', 'diagnose', '--help']\n"
+        "from irctl.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('paramiko', 'boto3', 'pymemcache') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "--cluster" in out.stdout
