@@ -27,6 +27,7 @@ KINDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 MAX_TARGETS = 5
 MAX_PLAN_LINES = 8
+Record = dict[str, Any]
 
 
 @dataclass
@@ -142,244 +143,249 @@ def build_timeline(journal: Journal, run_id: str) -> Timeline:
         raise InputError(
             f"no run {run_id!r} in the journal {journal.path}", "list runs with `irctl log`"
         )
-    t0 = _ts(started["ts"])
-
-    def since(rec: dict[str, Any]) -> float:
-        return round((_ts(rec["ts"]) - t0).total_seconds(), 3)
-
-    def load(value: Any) -> Any:
-        try:
-            return journal.load_blob(value)
-        except JournalError:
-            return value
-
-    by_seq = {int(r["seq"]): r for r in records if r.get("event") == "intent"}
-    step_action: dict[str, str] = {}
-    step_start: dict[str, dict[str, Any]] = {}
-    step_targets: dict[str, list[str]] = {}
+    b = _Builder(journal, records, started)
     for rec in records:
-        if rec.get("event") == "step_started" and rec.get("step"):
-            step_action[rec["step"]] = str(rec.get("action"))
-            step_start.setdefault(rec["step"], rec)
-        if rec.get("event") in ("intent", "planned") and rec.get("step"):
-            for target in _targets(rec.get("targets")):
-                if target not in step_targets.setdefault(rec["step"], []):
-                    step_targets[rec["step"]].append(target)
-
-    events: list[Event] = []
-    changes: dict[str, list[Change]] = {key: [] for key, _, _ in KINDS}
-    planned: list[Change] = []
-    milestones: dict[str, Milestone | None] = {
-        "diagnosed": None,
-        "mitigated": None,
-        "resolved": None,
-    }
-    diagnosis_ms = 0
-    finished: dict[str, Any] | None = None
-    results_of: set[int] = set()
-
-    def add(
-        rec: dict[str, Any],
-        kind: str,
-        action: str,
-        outcome: str,
-        ok: bool | None,
-        targets: list[str] | None = None,
-        at: dict[str, Any] | None = None,
-    ) -> None:
-        at = at or rec
-        events.append(
-            Event(
-                int(at["seq"]),
-                at["ts"],
-                since(at),
-                str(rec.get("operator", "")),
-                kind,
-                rec.get("step"),
-                rec.get("item"),
-                action,
-                targets if targets is not None else _targets(rec.get("targets")),
-                outcome,
-                ok,
-            )
-        )
-
-    for rec in records:
-        event, step = rec.get("event"), rec.get("step")
-        action = str(rec.get("action") or step_action.get(str(step), ""))
-        scope = rec.get("scope", "call")
-        if event == "run_started":
-            mode = "drill (--dry-run)" if rec.get("dry_run") else "live run"
-            add(rec, "run", "run started", f"{mode} of {rec.get('runbook')}", None, [])
-        elif event == "run_resumed":
-            add(rec, "run", "run resumed", "reconciling, then continuing", None, [])
-        elif event == "step_finished":
-            status = str(rec.get("status"))
-            text = status + (
-                f" in {span(rec['duration_ms'] / 1000)}"
-                if rec.get("duration_ms") is not None
-                else ""
-            )
-            why = rec.get("error") or rec.get("reason")
-            output = load(rec.get("output"))
-            if action.startswith("notify.") and status == "succeeded":
-                why = _notify_detail(output)
-            elif status in ("succeeded", "executed") and not why:
-                why = brief(output)
-            if why:
-                text += f": {one_line(str(why), 160)}"
-            ok = status in ("succeeded", "executed", "planned", "not_run")
-            add(
-                rec,
-                "step",
-                action,
-                text,
-                ok,
-                step_targets.get(str(step), []),
-                at=step_start.get(str(step), rec),
-            )
-            if action.startswith("diagnose.") and status in ("succeeded", "executed"):
-                diagnosis_ms += int(rec.get("duration_ms") or 0)
-                if milestones["diagnosed"] is None:
-                    milestones["diagnosed"] = Milestone(rec["ts"], since(rec), f"step {step}")
-        elif event == "result" and scope == "call":
-            intent = by_seq.get(int(rec.get("intent_seq") or 0))
-            results_of.add(int(rec.get("intent_seq") or 0))
-            ok = bool(rec.get("ok"))
-            took = span((rec.get("duration_ms") or 0) / 1000)
-            text = (
-                (f"ok in {took}" + (f": {brief(rec.get('outcome'))}" if rec.get("outcome") else ""))
-                if ok
-                else f"FAILED: {rec.get('error')}"
-            )
-            add(rec, "call", action, text, ok, at=intent)  # listed when it started
-            host_step = step_action.get(str(step), "")
-            if (
-                ok
-                and not rec.get("dry_run")
-                and not host_step.startswith("notify.")
-                and (milestones["mitigated"] is None)
-            ):
-                milestones["mitigated"] = Milestone(
-                    rec["ts"], since(rec), f"{action} in step {step}"
-                )
-        elif event == "result" and scope == "step":
-            results_of.add(int(rec.get("intent_seq") or 0))
-            kind = kind_of(action)
-            output = load(rec.get("output"))
-            ok = bool(rec.get("ok"))
-            if rec.get("reconciled"):
-                add(rec, "reconcile", action, "applied before the crash (reconciled)", True)
-            if kind:
-                detail = (
-                    _notify_detail(output)
-                    if kind == "notifications"
-                    else brief(output)
-                    if ok
-                    else f"FAILED: {rec.get('error')}"
-                )
-                changes[kind].append(
-                    Change(
-                        rec["ts"],
-                        step,
-                        rec.get("item"),
-                        action,
-                        _targets(rec.get("targets")) or step_targets.get(str(step), []),
-                        ok,
-                        detail,
-                    )
-                )
-            if ok and milestones["mitigated"] is None and kind != "notifications":
-                milestones["mitigated"] = Milestone(rec["ts"], since(rec), f"step {step}")
-        elif event == "planned":
-            plan = load(rec.get("plan"))
-            plan = plan if isinstance(plan, dict) else {}
-            summary = one_line(str(plan.get("summary", "")), 200)
-            add(rec, "planned", action, f"planned: {summary}", None)
-            lines = [str(x) for x in plan.get("details") or []]
-            if len(lines) > MAX_PLAN_LINES:
-                lines = [*lines[:MAX_PLAN_LINES], f"… {len(lines) - MAX_PLAN_LINES} more lines"]
-            change = Change(
-                rec["ts"],
-                step,
-                rec.get("item"),
-                action,
-                _targets(rec.get("targets")),
-                True,
-                summary,
-                [one_line(x, 300) for x in lines],
-            )
-            planned.append(change)
-            if kind_of(action):
-                changes[str(kind_of(action))].append(change)
-        elif event == "undo":
-            ok = bool(rec.get("ok"))
-            text = "undone" if ok else f"undo FAILED: {rec.get('error')}"
-            add(rec, "undo", f"undo {action}", text, ok, step_targets.get(str(step), []))
-            if action == "filter.block":
-                changes["filters_reverted"].append(
-                    Change(
-                        rec["ts"],
-                        step,
-                        rec.get("item"),
-                        f"undo {action}",
-                        step_targets.get(str(step), []),
-                        ok,
-                        f"rollback of step {step}",
-                    )
-                )
-        elif event == "reconciled":
-            add(
-                rec,
-                "reconcile",
-                action,
-                f"reconcile: {rec.get('state')} {rec.get('detail') or ''}".rstrip(),
-                rec.get("state") == "applied",
-            )
-        elif event == "lock_takeover":
-            add(
-                rec,
-                "lock",
-                "lock taken over",
-                f"from run {rec.get('previous_run')} of {rec.get('previous_operator')}",
-                None,
-                [],
-            )
-        elif event == "run_finished":
-            finished = rec
-            add(
-                rec,
-                "run",
-                "run finished",
-                str(rec.get("status")) + (f": {rec.get('error')}" if rec.get("error") else ""),
-                rec.get("status") in ("succeeded", "planned"),
-                [],
-            )
-            if rec.get("status") == "succeeded" and milestones["resolved"] is None:
-                milestones["resolved"] = Milestone(rec["ts"], since(rec), "run succeeded")
+        handler = getattr(b, f"on_{rec.get('event')}", None)
+        if handler is not None:
+            handler(rec, str(rec.get("action") or b.step_action.get(str(rec.get("step")), "")))
+    for rec in b.open_steps.values():
+        b.unfinished(rec)
     # An intent with no result: the process died mid-change; say so, never hide it.
     for rec in records:
-        if rec.get("event") == "intent" and int(rec["seq"]) not in results_of:
-            add(rec, "call", str(rec.get("action")), "IN DOUBT: no result recorded", None)
-    events.sort(key=lambda e: e.seq)
-    operators = list(dict.fromkeys(str(r.get("operator")) for r in records if r.get("operator")))
+        if rec.get("event") == "intent" and int(rec["seq"]) not in b.settled:
+            b.add(rec, "call", str(rec.get("action")), "IN DOUBT: no result recorded", None)
+    b.events.sort(key=lambda e: e.seq)
     try:
         verified = journal.verify().ok
     except (JournalError, OSError):
         verified = False
+    finished = b.finished
     return Timeline(
         run_id=run_id,
         runbook=str(started.get("runbook", "")),
         dry_run=bool(started.get("dry_run")),
-        operators=operators,
+        operators=list(dict.fromkeys(str(r["operator"]) for r in records if r.get("operator"))),
         started_at=started["ts"],
         finished_at=finished["ts"] if finished else None,
         status=str(finished.get("status")) if finished else "unfinished",
         inputs=dict(started.get("inputs") or {}),
         journal_verified=verified,
-        milestones=milestones,
-        diagnosis_s=diagnosis_ms / 1000,
-        changes=changes,
-        planned=planned,
-        events=events,
+        milestones=b.milestones,
+        diagnosis_s=b.diagnosis_ms / 1000,
+        changes=b.changes,
+        planned=b.planned,
+        events=b.events,
     )
+
+
+class _Builder:
+    """Walks one run's records in order; one `on_<event>` method per kind of record."""
+
+    def __init__(self, journal: Journal, records: list[dict[str, Any]], started: Record) -> None:
+        self.journal = journal
+        self.t0 = _ts(started["ts"])
+        self.intents = {int(r["seq"]): r for r in records if r.get("event") == "intent"}
+        self.step_action: dict[str, str] = {}
+        self.open_steps: dict[str, Record] = {}  # started, not finished (yet)
+        self.step_targets: dict[str, list[str]] = {}
+        for rec in records:
+            step = rec.get("step")
+            if rec.get("event") == "step_started" and step:
+                self.step_action[step] = str(rec.get("action"))
+            if rec.get("event") in ("intent", "planned") and step:
+                known = self.step_targets.setdefault(step, [])
+                known += [t for t in _targets(rec.get("targets")) if t not in known]
+        self.events: list[Event] = []
+        self.changes: dict[str, list[Change]] = {key: [] for key, _, _ in KINDS}
+        self.planned: list[Change] = []
+        self.milestones: dict[str, Milestone | None] = dict.fromkeys(
+            ("diagnosed", "mitigated", "resolved")
+        )
+        self.diagnosis_ms = 0
+        self.finished: Record | None = None
+        self.settled: set[int] = set()  # intents whose outcome is known
+
+    def since(self, rec: Record) -> float:
+        return round((_ts(rec["ts"]) - self.t0).total_seconds(), 3)
+
+    def load(self, value: Any) -> Any:
+        try:
+            return self.journal.load_blob(value)
+        except JournalError:
+            return value
+
+    def targets_of(self, rec: Record) -> list[str]:
+        return self.step_targets.get(str(rec.get("step")), [])
+
+    def add(
+        self,
+        rec: Record,
+        kind: str,
+        action: str,
+        outcome: str,
+        ok: bool | None,
+        targets: list[str] | None = None,
+        at: Record | None = None,
+    ) -> None:
+        at = at or rec
+        if targets is None:
+            targets = _targets(rec.get("targets"))
+        self.events.append(
+            Event(
+                int(at["seq"]),
+                at["ts"],
+                self.since(at),
+                str(rec.get("operator", "")),
+                kind,
+                rec.get("step"),
+                rec.get("item"),
+                action,
+                targets,
+                outcome,
+                ok,
+            )
+        )
+
+    def change(
+        self,
+        kind: str,
+        rec: Record,
+        action: str,
+        ok: bool,
+        detail: str,
+        targets: list[str],
+        plan: list[str] | None = None,
+    ) -> Change:
+        found = Change(
+            rec["ts"], rec.get("step"), rec.get("item"), action, targets, ok, detail, plan or []
+        )
+        self.changes[kind].append(found)
+        return found
+
+    def milestone(self, key: str, rec: Record, what: str) -> None:
+        if self.milestones[key] is None:
+            self.milestones[key] = Milestone(rec["ts"], self.since(rec), what)
+
+    # -- one method per journal event ------------------------------------------------
+    def on_run_started(self, rec: Record, action: str) -> None:
+        mode = "drill (--dry-run)" if rec.get("dry_run") else "live run"
+        self.add(rec, "run", "run started", f"{mode} of {rec.get('runbook')}", None, [])
+
+    def on_run_resumed(self, rec: Record, action: str) -> None:
+        self.add(rec, "run", "run resumed", "reconciling, then continuing", None, [])
+
+    def on_step_started(self, rec: Record, action: str) -> None:
+        earlier = self.open_steps.pop(str(rec.get("step")), None)
+        if earlier is not None:
+            self.unfinished(earlier)
+        self.open_steps[str(rec.get("step"))] = rec
+
+    def unfinished(self, rec: Record) -> None:
+        action = str(rec.get("action"))
+        text = "started, no finish recorded (interrupted)"
+        self.add(rec, "step", action, text, None, self.targets_of(rec))
+
+    def on_step_finished(self, rec: Record, action: str) -> None:
+        status = str(rec.get("status"))
+        text = status
+        if rec.get("duration_ms") is not None:
+            text += f" in {span(rec['duration_ms'] / 1000)}"
+        why = rec.get("error") or rec.get("reason")
+        output = self.load(rec.get("output"))
+        if action.startswith("notify.") and status == "succeeded":
+            why = _notify_detail(output)
+        elif status in ("succeeded", "executed") and not why:
+            why = brief(output)
+        if why:
+            text += f": {one_line(str(why), 160)}"
+        ok = status in ("succeeded", "executed", "planned", "not_run")
+        at = self.open_steps.pop(str(rec.get("step")), rec)
+        self.add(rec, "step", action, text, ok, self.targets_of(rec), at=at)
+        if action.startswith("diagnose.") and status in ("succeeded", "executed"):
+            self.diagnosis_ms += int(rec.get("duration_ms") or 0)
+            self.milestone("diagnosed", rec, f"step {rec.get('step')}")
+
+    def on_result(self, rec: Record, action: str) -> None:
+        intent_seq = int(rec.get("intent_seq") or 0)
+        self.settled.add(intent_seq)
+        ok = bool(rec.get("ok"))
+        if rec.get("scope", "call") == "call":  # one call to the world inside a step
+            took = span((rec.get("duration_ms") or 0) / 1000)
+            outcome = rec.get("outcome")
+            text = f"ok in {took}" + (f": {brief(outcome)}" if outcome else "")
+            if not ok:
+                text = f"FAILED: {rec.get('error')}"
+            self.add(rec, "call", action, text, ok, at=self.intents.get(intent_seq))
+            host_step = self.step_action.get(str(rec.get("step")), "")
+            if ok and not host_step.startswith("notify."):
+                self.milestone("mitigated", rec, f"{action} in step {rec.get('step')}")
+            return
+        kind = kind_of(action)  # a whole step (or foreach item) that changed the world
+        output = self.load(rec.get("output"))
+        if rec.get("reconciled"):
+            self.add(rec, "reconcile", action, "applied before the crash (reconciled)", True)
+        if kind == "notifications":
+            detail = _notify_detail(output)
+        else:
+            detail = brief(output) if ok else f"FAILED: {rec.get('error')}"
+        if kind:
+            targets = _targets(rec.get("targets")) or self.targets_of(rec)
+            self.change(kind, rec, action, ok, detail, targets)
+        if ok and kind != "notifications":
+            self.milestone("mitigated", rec, f"step {rec.get('step')}")
+
+    def on_planned(self, rec: Record, action: str) -> None:
+        plan = self.load(rec.get("plan"))
+        plan = plan if isinstance(plan, dict) else {}
+        summary = one_line(str(plan.get("summary", "")), 200)
+        self.add(rec, "planned", action, f"planned: {summary}", None)
+        lines = [one_line(str(x), 300) for x in plan.get("details") or []]
+        if len(lines) > MAX_PLAN_LINES:
+            lines = [*lines[:MAX_PLAN_LINES], f"… {len(lines) - MAX_PLAN_LINES} more lines"]
+        kind = kind_of(action)
+        found = Change(
+            rec["ts"],
+            rec.get("step"),
+            rec.get("item"),
+            action,
+            _targets(rec.get("targets")),
+            True,
+            summary,
+            lines,
+        )
+        self.planned.append(found)
+        if kind:
+            self.changes[kind].append(found)
+
+    def on_undo(self, rec: Record, action: str) -> None:
+        ok = bool(rec.get("ok"))
+        text = "undone" if ok else f"undo FAILED: {rec.get('error')}"
+        self.add(rec, "undo", f"undo {action}", text, ok, self.targets_of(rec))
+        if action == "filter.block":
+            self.change(
+                "filters_reverted",
+                rec,
+                f"undo {action}",
+                ok,
+                f"rollback of step {rec.get('step')}",
+                self.targets_of(rec),
+            )
+
+    def on_reconciled(self, rec: Record, action: str) -> None:
+        state = rec.get("state")
+        if state in ("applied", "not_applied") and rec.get("intent_seq") is not None:
+            self.settled.add(int(rec["intent_seq"]))
+        text = f"reconcile: {state} {rec.get('detail') or ''}".rstrip()
+        self.add(rec, "reconcile", action, text, state == "applied")
+
+    def on_lock_takeover(self, rec: Record, action: str) -> None:
+        who = f"from run {rec.get('previous_run')} of {rec.get('previous_operator')}"
+        self.add(rec, "lock", "lock taken over", who, None, [])
+
+    def on_run_finished(self, rec: Record, action: str) -> None:
+        self.finished = rec
+        status = str(rec.get("status"))
+        text = status + (f": {rec.get('error')}" if rec.get("error") else "")
+        self.add(rec, "run", "run finished", text, status in ("succeeded", "planned"), [])
+        if status == "succeeded":
+            self.milestone("resolved", rec, "run succeeded")

@@ -692,3 +692,56 @@ def test_broken_chain_and_spilled_outputs(journal: Journal, write: Writer) -> No
     md = render_markdown(build_timeline(journal, "r-big"))
     assert "- **Journal hash chain:** **BROKEN: run `irctl log verify`**" in md
     assert "- **Finished:** not recorded (the run was interrupted or is still going)" in md
+
+
+def test_resume_reconciliation_settles_the_in_doubt_change(journal: Journal, write: Writer) -> None:
+    r = {"run_id": "r-res", "runbook": "rb", "dry_run": False}
+    write(0, "run_started", **r, operator="gus", inputs={})
+    write(1, "step_started", **r, operator="gus", step="flush", action="cache.flush")
+    seq = write(
+        1.1,
+        "intent",
+        **r,
+        operator="gus",
+        scope="step",
+        step="flush",
+        action="cache.flush",
+        targets=["shard-1"],
+        params={},
+    )["seq"]
+    write(60, "run_resumed", **r, operator="hana")
+    write(
+        61,
+        "reconciled",
+        **r,
+        operator="hana",
+        step="flush",
+        action="cache.flush",
+        state="not_applied",
+        detail="no flush recorded on shard-1",
+        intent_seq=seq,
+    )
+    t = build_timeline(journal, "r-res")
+    assert t.operators == ["gus", "hana"]
+    write(62, "step_started", **r, operator="hana", step="flush", action="cache.flush")
+    write(
+        65,
+        "step_finished",
+        **r,
+        operator="hana",
+        step="flush",
+        action="cache.flush",
+        status="succeeded",
+        output={"flushed": ["shard-1"]},
+        duration_ms=3000,
+    )
+    write(66, "run_finished", **r, operator="hana", status="succeeded")
+    t = build_timeline(journal, "r-res")
+    assert [(e.since_start_s, e.operator, e.action, e.outcome) for e in t.events] == [
+        (0.0, "gus", "run started", "live run of rb"),
+        (1.0, "gus", "cache.flush", "started, no finish recorded (interrupted)"),
+        (60.0, "hana", "run resumed", "reconciling, then continuing"),
+        (61.0, "hana", "cache.flush", "reconcile: not_applied no flush recorded on shard-1"),
+        (62.0, "hana", "cache.flush", "succeeded in 3s: flushed=shard-1"),
+        (66.0, "hana", "run finished", "succeeded"),
+    ]
