@@ -184,14 +184,11 @@ def test_shell_metacharacters_in_reason_never_reach_a_shell(
 def test_plan_shows_exact_batch_and_blast_radius_and_changes_nothing(
     lab: Lab, ctx: Callable[..., Context]
 ) -> None:
-    holder = lab.clients[0].spawn(
-        [
-            "python3",
-            "-c",
-            f"import socket,time; s=socket.create_connection(('{lab.proxies[1].address}', {lab.port})); time.sleep(60)",
-        ],
-        "holder",
+    target = lab.proxies[1].address
+    code = (
+        f"import socket,time; s=socket.create_connection(('{target}', {lab.port})); time.sleep(9)"
     )
+    lab.clients[0].spawn(["python3", "-c", code], "holder")
     try:
         deadline = time.monotonic() + 5
         c = ctx(dry_run=True)
@@ -204,10 +201,9 @@ def test_plan_shows_exact_batch_and_blast_radius_and_changes_nothing(
         assert plan.data["blast_radius"] == {"proxy-1": 0, "proxy-2": 1, "proxy-3": 0, "proxy-4": 0}
         assert any("proxy-2: 1 established connection" in w for w in plan.warnings)
         batch = plan.data["batches"]["proxy-1"]
-        assert (
-            f'add element inet irctl reject4 {{ {cidr(lab, 0)} . {lab.port} timeout 1800s comment "irctl;id={plan.data["filter_ids"][0]};'
-            in batch
-        )
+        fid = plan.data["filter_ids"][0]
+        element = f"add element inet irctl reject4 {{ {cidr(lab, 0)} . {lab.port} timeout 1800s"
+        assert f'{element} comment "irctl;id={fid};' in batch
         assert "\n".join(plan.details).endswith(batch.rstrip("\n"))
         assert rulesets(lab) == before
         # Now for real, with --kill-existing: the held connection is cut.

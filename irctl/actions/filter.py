@@ -142,11 +142,14 @@ class FilterBlock(BaseAction):
         }
         if params.kill_existing:
             output["kill"] = self._kill(ctx, nft, applied, pf)
+        summary = f"blocked {len(ids)} CIDR(s) on {len(applied)} host(s): {', '.join(ids)}" + (
+            f"; {len(output['failed_hosts'])} host(s) failed" if output["failed_hosts"] else ""
+        )
+        output["summary"] = summary
         return Outcome(
             ok=True,
             output=output,
-            summary=f"blocked {len(ids)} CIDR(s) on {len(applied)} host(s): {', '.join(ids)}"
-            + (f"; {len(output['failed_hosts'])} host(s) failed" if output["failed_hosts"] else ""),
+            summary=summary,
             targets=[h.name for h in applied],
             undo={"filter_ids": ids, "hosts": fleet.host_dicts(applied)},
         )
@@ -241,10 +244,11 @@ def revert_filters(ctx: Context, ids: set[str], hosts: list[HostRef]) -> Outcome
         )
     total = sum(removed.values())
     note = "" if total else " (nothing left: already expired or reverted)"
+    summary = f"reverted {', '.join(sorted(ids))}: {total} element(s) removed{note}"
     return Outcome(
         ok=True,
-        output={**output, "note": note.strip(" ()") or None},
-        summary=f"reverted {', '.join(sorted(ids))}: {total} element(s) removed{note}",
+        output={**output, "note": note.strip(" ()") or None, "summary": summary},
+        summary=summary,
         targets=[n for n, c in removed.items() if c],
     )
 

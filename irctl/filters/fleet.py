@@ -143,13 +143,19 @@ def _refuse_overlaps(pf: Preflight) -> None:
 
 
 def blast_radius_lines(pf: Preflight, kill: bool) -> list[str]:
+    """One line per host that holds such connections; the quiet hosts summed up in one."""
     what = "would be cut (--kill-existing)" if kill else "stay open; new ones are refused"
+    cidrs = ", ".join(str(s.cidr) for s in pf.specs)
+    ports = ",".join(str(p) for p in pf.specs[0].ports)
+    busy = [h for h in pf.ready_hosts if pf.views[h.name].established]
     lines = [
-        f"{h.name}: {pf.views[h.name].established} established connection(s) from "
-        f"{', '.join(str(s.cidr) for s in pf.specs)} on port(s) "
-        f"{','.join(str(p) for p in pf.specs[0].ports)} {what}"
-        for h in pf.ready_hosts
+        f"{h.name}: {pf.views[h.name].established} established connection(s) from {cidrs} "
+        f"on port(s) {ports} {what}"
+        for h in busy
     ]
+    quiet = len(pf.ready_hosts) - len(busy)
+    if quiet:
+        lines.append(f"{quiet} host(s): no established connection from {cidrs} on port(s) {ports}")
     lines += [f"{name}: cannot be read: {err}" for name, err in pf.errors.items()]
     return lines
 

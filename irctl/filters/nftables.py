@@ -122,8 +122,10 @@ def parse_table(text: str) -> list[Element]:
         if not nset or nset.get("table") != "irctl" or nset.get("name") not in SETS:
             continue
         for raw in nset.get("elem", []):
-            elem = raw.get("elem", raw) if isinstance(raw, dict) else {"val": raw}
-            val = elem.get("val")
+            # Elements with a timeout or comment come wrapped as {"elem": {"val": ...}}.
+            wrapped = isinstance(raw, dict) and "elem" in raw
+            elem: dict[str, Any] = raw["elem"] if wrapped else {}
+            val = elem.get("val") if wrapped else raw
             if not isinstance(val, dict) or "concat" not in val:
                 continue
             addr, port = val["concat"]

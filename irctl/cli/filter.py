@@ -1,0 +1,152 @@
+"""`irctl filter block|list|revert`: temporary nftables blocks on a cluster's proxies."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+from irctl.cli.common import DRY_RUN, YES, emit, render_run, run_action_command, state
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from irctl.runbook.results import RunResult
+
+filter_app = typer.Typer(
+    help="Temporary IP filters (nftables) on the proxies: block, list, revert.",
+    no_args_is_help=True,
+)
+
+
+def _emit_with_ids(result: RunResult) -> NoReturn:
+    """The run document plus the filter ids at the top, so scripts need not dig into steps."""
+    data = result.to_dict()
+    ids: list[str] = []
+    for step in result.steps:
+        out = step.output if isinstance(step.output, dict) else {}
+        ids += out.get("filter_ids") or []
+        for plan in step.plan or []:
+            ids += (plan.get("data") or {}).get("filter_ids") or []
+    data["filter_ids"] = list(dict.fromkeys(ids))
+    emit(data, render_run(result))
+    raise typer.Exit(result.exit_code)
+
+
+@filter_app.command("block")
+def block(
+    cidrs: list[str] = typer.Argument(..., help="CIDRs (or addresses) to block"),
+    cluster: str = typer.Option(..., "--cluster", "-c", help="Cluster name from the inventory"),
+    reason: str = typer.Option(..., "--reason", help="Why: shown in `filter list` and the journal"),
+    ttl: str = typer.Option(None, "--ttl", help="Expire after this long (default 30m, max 24h)"),
+    port: list[str] = typer.Option(
+        None, "--port", help="Service port(s) to filter [default: the cluster's proxy_port]"
+    ),
+    action: str = typer.Option(
+        "reject", "--action", help="reject (TCP reset: clients fail over at once) or drop"
+    ),
+    permanent: bool = typer.Option(False, "--permanent", help="No expiry (needs --reason)"),
+    force: bool = typer.Option(
+        False, "--force", help="Allow CIDRs broader than /16 (IPv4) or /48 (IPv6)"
+    ),
+    host: list[str] = typer.Option(
+        None, "--host", help="Only these proxies (name, address or instance id)"
+    ),
+    kill_existing: bool = typer.Option(
+        False, "--kill-existing", help="Also cut established connections from the CIDRs (ss -K)"
+    ),
+    partial_ok: bool = typer.Option(
+        False, "--partial-ok", help="Keep the block on hosts that succeeded when others fail"
+    ),
+    dry_run: bool = DRY_RUN,
+    yes: bool = YES,
+) -> None:
+    """Block CIDRs on the service ports of a cluster's proxies; the kernel expires it."""
+    params: dict[str, Any] = {
+        "cluster": cluster,
+        "cidrs": cidrs,
+        "reason": reason,
+        "ttl": ttl,
+        "ports": port or None,
+        "action": action,
+        "permanent": permanent,
+        "force": force,
+        "hosts": host or None,
+        "kill_existing": kill_existing,
+        "partial_ok": partial_ok,
+    }
+    result = run_action_command(
+        "filter.block",
+        params,
+        dry_run=dry_run,
+        yes=yes,
+        lock_cluster=cluster,
+        title=f"block {', '.join(cidrs)} on {cluster}",
+    )
+    _emit_with_ids(result)
+
+
+@filter_app.command("revert")
+def revert(
+    ids: list[str] = typer.Argument(..., help="Filter ids (flt-...) from `irctl filter list`"),
+    cluster: str = typer.Option(
+        None, "--cluster", "-c", help="Only this cluster's proxies [default: all clusters]"
+    ),
+    dry_run: bool = DRY_RUN,
+    yes: bool = YES,
+) -> None:
+    """Remove filters by id (idempotent; an expired filter succeeds with a note)."""
+    result = run_action_command(
+        "filter.revert",
+        {"ids": ids, "cluster": cluster},
+        dry_run=dry_run,
+        yes=yes,
+        lock_cluster=cluster,
+        title=f"revert {', '.join(ids)}",
+    )
+    _emit_with_ids(result)
+
+
+def _table(filters: list[dict[str, Any]]) -> Any:
+    def show(console: Console) -> None:
+        from rich.table import Table
+
+        if not filters:
+            console.print("no filters")
+            return
+        table = Table(show_lines=False)
+        for col in ("id", "cidr", "state", "expires_at", "ports", "hosts", "operator", "reason"):
+            table.add_column(col)
+        for f in filters:
+            hosts = f"{len(f['hosts'])}" + (" (!)" if f.get("differences") else "")
+            table.add_row(
+                f["id"], str(f["cidr"]), f["state"], str(f["expires_at"] or "never"),
+                ",".join(str(p) for p in f["ports"]), hosts, str(f["operator"]),
+                str(f["reason"]),
+            )  # fmt: skip
+        console.print(table)
+        for f in filters:
+            for diff in f.get("differences") or []:
+                console.print(f"{f['id']}: {diff}")
+
+    return show
+
+
+@filter_app.command("list")
+def list_(
+    cluster: str = typer.Option(None, "--cluster", "-c", help="Only this cluster"),
+) -> None:
+    """The filters as the hosts hold them (nft -j), expired ones from the journal."""
+    from irctl.filters.listing import list_filters
+
+    app = state()
+    listing = list_filters(app.inventory, app.settings, app.journal, cluster)
+    for name, error in listing.unreachable.items():
+        app.ui.warn(f"{name}: cannot read its filters: {error}")
+    emit(listing.filters, _table(listing.filters))
+    if listing.unreachable:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(filter_app, name="filter")

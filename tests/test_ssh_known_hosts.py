@@ -1,0 +1,71 @@
+"""The known_hosts index: plain and hashed entries, revoked keys, and its cost on a big file."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import time
+from pathlib import Path
+
+from irctl.providers.ssh import KnownHosts, fingerprint
+
+BLOB = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519" + os.urandom(36)).decode()
+
+
+def hashed(name: str) -> str:
+    salt = os.urandom(20)
+    digest = hmac.digest(salt, name.encode(), "sha1")
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
+def test_plain_hashed_ports_and_revoked(tmp_path: Path) -> None:
+    other = base64.b64encode(b"other-key").decode()
+    path = tmp_path / "known_hosts"
+    path.write_text(
+        f"# comment\n198.51.100.1,proxy-1 ssh-ed25519 {BLOB}\n"
+        f"{hashed('198.51.100.2')} ssh-ed25519 {BLOB}\n"
+        f"[198.51.100.3]:2222 ssh-ed25519 {BLOB}\n"
+        f"@revoked * ssh-ed25519 {other}\n"
+        f"198.51.100.4 ssh-ed25519 {other}\n"
+        "garbage\n"
+    )
+    index = KnownHosts()
+    index.load(path)
+    index.load(tmp_path / "missing")  # absent files are fine, like OpenSSH
+    key = {("ssh-ed25519", BLOB)}
+    assert index.lookup("198.51.100.1") == key == index.lookup("proxy-1")
+    assert index.lookup("198.51.100.2") == key
+    assert index.lookup("[198.51.100.3]:2222") == key
+    assert index.lookup("198.51.100.3") == set()
+    assert index.lookup("198.51.100.4") == set() and index.is_revoked(other)
+    assert fingerprint(BLOB) == "SHA256:" + base64.b64encode(
+        hashlib.sha256(base64.b64decode(BLOB)).digest()
+    ).decode().rstrip("=")
+
+
+def test_ten_thousand_hashed_lines_load_once_and_look_up_fast(tmp_path: Path) -> None:
+    path = tmp_path / "known_hosts"
+    path.write_text(
+        "".join(
+            f"{hashed(f'198.51.{i // 250}.{i % 250}')} ssh-ed25519 {BLOB}\n" for i in range(10_000)
+        )
+    )
+    index = KnownHosts()
+    started = time.perf_counter()
+    index.load(path)
+    load = time.perf_counter() - started
+    started = time.perf_counter()
+    for i in range(0, 10_000, 100):
+        assert index.lookup(f"198.51.{i // 250}.{i % 250}")
+    per_lookup = (time.perf_counter() - started) / 100
+    started = time.perf_counter()
+    for i in range(0, 10_000, 100):
+        index.lookup(f"198.51.{i // 250}.{i % 250}")
+    cached = (time.perf_counter() - started) / 100
+    print(
+        f"load {load * 1000:.1f} ms, lookup {per_lookup * 1000:.2f} ms, again {cached * 1e6:.1f} us"
+    )
+    assert index.lines == 10_000
+    assert load < 1.0 and per_lookup < 0.2 and cached < 0.0005
