@@ -229,7 +229,7 @@ def test_webhook_with_wrong_secret_is_refused_and_recorded(
     monkeypatch.setenv("T_HOOK_SECRET", "another-secret-value")
     out = run("notify.webhook", {"webhook": "pager", "message": "m"}, ctx)
     assert out.ok and out.output["delivered"] is False
-    assert out.output["error"] == "webhook:pager: HTTP 401 after 1 attempt(s): bad signature"
+    assert out.output["error"] == "webhook/pager: HTTP 401 after 1 attempt(s): bad signature"
     assert len(httpserver.log) == 1  # a 4xx is not retried
     result = [r for r in journal_events(ctx) if r["event"] == "result"][-1]
     assert result["ok"] is False and "HTTP 401" in result["error"]
@@ -328,8 +328,8 @@ def test_timeout_does_not_stop_the_run(
     elapsed = time.monotonic() - started
     assert out.ok and out.output == {
         "delivered": False,
-        "channel": "webhook:slow",
-        "error": "webhook:slow: timed out after 2 attempt(s)",
+        "channel": "webhook/slow",
+        "error": "webhook/slow: timed out after 2 attempt(s)",
     }
     assert 0.6 <= elapsed < 3.0
     assert len(arrived) == 2
@@ -430,8 +430,8 @@ def test_url_without_scheme_is_refused_before_any_lookup() -> None:
     provider = HttpProvider(timeout=0.5, retries=0)
     for url in ("hooks.invalid/SECRETPATH", "ftp://127.0.0.1/SECRETPATH"):
         with pytest.raises(ProviderError) as err:
-            provider.request("POST", url, label="webhook:x", json_body={})
-        assert err.value.message == "webhook:x: the URL must start with https:// (or http://)"
+            provider.request("POST", url, label="webhook/x", json_body={})
+        assert err.value.message == "webhook/x: the URL must start with https:// (or http://)"
 
 
 def test_statuspage_reconcile_finds_the_incident_tagged_with_this_run(

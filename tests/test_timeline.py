@@ -159,7 +159,7 @@ def live_run(write: Writer) -> None:
         scope="step",
         step="tell",
         action="notify.statuspage",
-        targets=["statuspage:pg1"],
+        targets=["statuspage/pg1"],
         params={},
     )["seq"]
     mutation(
@@ -167,7 +167,7 @@ def live_run(write: Writer) -> None:
         0.3,
         "tell",
         "statuspage.create_incident",
-        ["statuspage:pg1"],
+        ["statuspage/pg1"],
         http_status=201,
         incident_id="inc42",
     )
@@ -181,7 +181,7 @@ def live_run(write: Writer) -> None:
         intent_seq=seq,
         ok=True,
         output=incident,
-        targets=["statuspage:pg1"],
+        targets=["statuspage/pg1"],
     )
     finish(5.5, "tell", "notify.statuspage", 500, status="succeeded", output=incident)
     step(6, "block", "filter.block")
@@ -322,7 +322,7 @@ old_instance=i-0abc
 - **Shards flushed:** 1
   - 20:01:13 `flush` cache.flush on shard-0: flushed=shard-0
 - **Notifications:** 2
-  - 20:00:05 `tell` notify.statuspage on statuspage:pg1: delivered to statuspage (incident \
+  - 20:00:05 `tell` notify.statuspage on statuspage/pg1: delivered to statuspage (incident \
 inc42: investigating)
   - 20:01:21 `page` notify.slack on slack: NOT delivered to slack: slack: timed out after 4 \
 attempt(s)
@@ -334,9 +334,9 @@ attempt(s)
 | 20:00:00 | +0s | alice |  | run started |  | live run of cluster-wide-failure |
 | 20:00:01 | +1s | alice | diagnose | diagnose.cluster |  | succeeded in 3.5s: \
 classification=client_storm, storm_sources=198.51.100.0/24 |
-| 20:00:05 | +5s | alice | tell | notify.statuspage | statuspage:pg1 | succeeded in 500ms: \
+| 20:00:05 | +5s | alice | tell | notify.statuspage | statuspage/pg1 | succeeded in 500ms: \
 delivered to statuspage (incident inc42: investigating) |
-| 20:00:05 | +5.1s | alice | tell | statuspage.create_incident | statuspage:pg1 | ok in 300ms: \
+| 20:00:05 | +5.1s | alice | tell | statuspage.create_incident | statuspage/pg1 | ok in 300ms: \
 http_status=201, incident_id=inc42 |
 | 20:00:06 | +6s | alice | block | filter.block | proxy-1, proxy-2 | succeeded in 500ms: \
 cidrs=198.51.100.0/24, filter_ids=f-1 |

@@ -128,18 +128,18 @@ LIVE_EVENTS = """\
 | Time (UTC) | Since start | Operator | Step | Action | Targets | Outcome |
 |---|---|---|---|---|---|---|
 | 21:00:01 | +0s | tester |  | run started |  | live run of tell-and-fix |
-| 21:00:02 | +1s | tester | open | notify.statuspage | statuspage:pg1 | succeeded in <t>: \
+| 21:00:02 | +1s | tester | open | notify.statuspage | statuspage/pg1 | succeeded in <t>: \
 delivered to statuspage (incident inc42: investigating) |
-| 21:00:04 | +3s | tester | open | statuspage.create_incident | statuspage:pg1 | ok in <t>: \
+| 21:00:04 | +3s | tester | open | statuspage.create_incident | statuspage/pg1 | ok in <t>: \
 attempts=1, http_status=200, incident_id=inc42, status=investigating |
 | 21:00:08 | +7s | tester | fix | test.touch | {dir}/fixed | succeeded in <t>: path={dir}/fixed |
 | 21:00:12 | +11s | tester | page | notify.slack | slack | succeeded in <t>: NOT delivered to \
 slack: slack: HTTP 500 after 2 attempt(s): down |
 | 21:00:14 | +13s | tester | page | slack.post | slack | FAILED: slack: HTTP 500 after 2 \
 attempt(s): down |
-| 21:00:18 | +17s | tester | close | notify.statuspage | statuspage:pg1 | succeeded in <t>: \
+| 21:00:18 | +17s | tester | close | notify.statuspage | statuspage/pg1 | succeeded in <t>: \
 delivered to statuspage (incident inc42: resolved) |
-| 21:00:20 | +19s | tester | close | statuspage.update_incident | statuspage:pg1 | ok in <t>: \
+| 21:00:20 | +19s | tester | close | statuspage.update_incident | statuspage/pg1 | ok in <t>: \
 attempts=1, http_status=200, incident_id=inc42, status=resolved |
 | 21:00:24 | +23s | tester |  | run finished |  | succeeded |
 """
@@ -224,7 +224,7 @@ def test_drill_timeline_through_the_cli(
     plans = md[md.index("## What would have been done") + 2 : md.index("## Events") - 1]
     base = server.url_for("/v1")
     assert [line for line in plans if not line.startswith("  {")] == [
-        "- 21:00:03 `open` notify.statuspage on statuspage:pg1: statuspage: POST incident "
+        "- 21:00:03 `open` notify.statuspage on statuspage/pg1: statuspage: POST incident "
         "investigating: Investigating (run run-test, tester)",
         "  ```",
         f"  POST {base}/pages/pg1/incidents",
@@ -238,7 +238,7 @@ def test_drill_timeline_through_the_cli(
         "  ```",
         "  POST $T_SLACK_URL",
         "  ```",
-        "- 21:00:12 `close` notify.statuspage on statuspage:pg1: statuspage: PATCH incident "
+        "- 21:00:12 `close` notify.statuspage on statuspage/pg1: statuspage: PATCH incident "
         "resolved: Resolved",
         "  ```",
         f"  PATCH {base}/pages/pg1/incidents/<incident opened by step open>",

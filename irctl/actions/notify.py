@@ -245,7 +245,7 @@ class NotifyStatuspage(_Notify):
         d = Delivery(
             "statuspage",
             "statuspage.create_incident" if creating else "statuspage.update_incident",
-            f"statuspage:{page}",
+            f"statuspage/{page}",
             "POST" if creating else "PATCH",
             base + path,
             {"incident": incident},
@@ -384,7 +384,7 @@ class NotifyWebhook(_Notify):
             "data": params.data,
             **meta(ctx),
         }
-        label = f"webhook:{params.webhook or '-'}"
+        label = f"webhook/{params.webhook or '-'}"
         d = Delivery(label, "webhook.post", label, "POST", "(webhook not configured)", payload)
         matches = [h for h in hooks if params.webhook in (None, h.name)]
         if len(matches) != 1:
@@ -396,7 +396,7 @@ class NotifyWebhook(_Notify):
             )
             return d
         hook = matches[0]
-        d.channel = d.target = f"webhook:{hook.name}"
+        d.channel = d.target = f"webhook/{hook.name}"
         d.shown_url = d.url = hook.url
         d.headers = {
             "X-Irctl-Event": params.event,
