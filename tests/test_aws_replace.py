@@ -11,6 +11,7 @@ rewrites moto's answer (said in each such test).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,6 +21,7 @@ from irctl.actions.base import Context
 from irctl.discovery import effective_proxies
 from irctl.errors import InputError, RefusedError
 from irctl.providers.aws import AwsProvider
+from irctl.ui import QuietUI
 
 if TYPE_CHECKING:
     from tests.moto_fixtures import AwsWorld
@@ -306,3 +308,59 @@ def test_unknown_proxy_and_cluster_are_one_line_and_change_nothing(
     assert "\n" not in str(err.value)
     assert (world.states(), world.targets()) == before
     assert mutations(ctx) == []
+
+
+class RecordingUI(QuietUI):
+    """Keeps every progress bar's description and updates, as a terminal would show them."""
+
+    def __init__(self) -> None:
+        super().__init__(assume_yes=True)
+        self.bars: list[tuple[str, float | None, list[float]]] = []
+
+    def progress(self, description: str, total: float | None = None) -> Any:
+        updates: list[float] = []
+        self.bars.append((description, total, updates))
+
+        class Bar:
+            def update(
+                self, completed: float | None = None, description: str | None = None
+            ) -> None:
+                updates.append(completed or 0.0)
+
+        return nullcontext(Bar())
+
+
+def test_draining_is_shown_and_waited_for_before_termination(
+    aws: AwsWorld, make_ctx: Callable[..., Context]
+) -> None:
+    """moto drops a deregistered target at once; an `after-call` hook reports the old target
+    `draining` for its next three health checks, as AWS does during the deregistration delay."""
+    world = aws.build(2, drain_seconds=2)
+    ui = RecordingUI()
+    ctx = make_ctx(world.inventory(poll=0.05), ui=ui)
+    old = world.instance_ids[0]
+    drained = 0
+
+    def draining(iid: str, state: str) -> str:
+        nonlocal drained
+        if iid == old and state == "unused" and drained < 3:
+            drained += 1
+            return "draining"
+        return state
+
+    rewrite_health(ctx, draining)
+    terminated_after: list[int] = []
+
+    def on_terminate(model: Any, **_: Any) -> None:
+        if model.name == "TerminateInstances":
+            terminated_after.append(drained)
+
+    ctx.provider(AwsProvider).client("ec2").meta.events.register("before-call", on_terminate)
+
+    outcome = get_action(ACTION).run(params(proxy=old), ctx)
+
+    assert outcome.ok, outcome.error
+    assert terminated_after == [3]
+    bar = next(b for b in ui.bars if b[0].startswith(f"draining {old}"))
+    assert "deregistration delay 2s" in bar[0]
+    assert len(bar[2]) >= 4  # one update per poll: three draining answers, then unused

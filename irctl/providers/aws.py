@@ -53,7 +53,7 @@ class AwsProvider:
         except Exception as exc:  # ProfileNotFound and friends: one line with a hint
             raise wrap(exc, "sts", "session") from None
         self._config = Config(
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
             connect_timeout=5,
             read_timeout=30,
             user_agent_extra="irctl",
