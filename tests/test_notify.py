@@ -135,6 +135,7 @@ def test_statuspage_incident_moves_through_phases_with_one_id(
             "incident_id": "inc42",
             "status": phase,
             "shortlink": None,
+            "summary": "delivered to statuspage (1 attempt(s))",
         }
     requests = [r for r, _ in httpserver.log]
     assert [(r.method, r.path) for r in requests] == [
@@ -330,6 +331,7 @@ def test_timeout_does_not_stop_the_run(
         "delivered": False,
         "channel": "webhook/slow",
         "error": "webhook/slow: timed out after 2 attempt(s)",
+        "summary": "NOT delivered to webhook/slow: webhook/slow: timed out after 2 attempt(s)",
     }
     assert 0.6 <= elapsed < 3.0
     assert len(arrived) == 2
@@ -390,6 +392,8 @@ def test_missing_secret_or_config_warns_and_sends_nothing(
         "delivered": False,
         "channel": "statuspage",
         "error": "notify.statuspage is not configured in the inventory",
+        "summary": "NOT delivered to statuspage: notify.statuspage is not configured in the "
+        "inventory",
     }
     out = run("notify.webhook", {"message": "m", "webhook": "nope"}, bare)
     assert out.output["error"] == "webhook 'nope' is not in the inventory (webhooks: none)"

@@ -128,19 +128,16 @@ class _Notify(BaseAction):
                 return self.undelivered(params, ctx, d, error)
             extra = self.delivered(response.data, d, ctx)
             m.result(http_status=response.status, attempts=response.attempts, **extra)
+        summary = f"delivered to {d.channel} ({response.attempts} attempt(s))"
         output = {
             "delivered": True,
             "channel": d.channel,
             "http_status": response.status,
             "attempts": response.attempts,
             **extra,
+            "summary": summary,  # the run table's detail column shows it
         }
-        return Outcome(
-            ok=True,
-            output=output,
-            targets=[d.target],
-            summary=f"{d.channel}: delivered ({response.attempts} attempt(s))",
-        )
+        return Outcome(ok=True, output=output, targets=[d.target], summary=summary)
 
     def send_headers(self, d: Delivery, body: bytes) -> dict[str, str]:
         return {}
@@ -150,22 +147,14 @@ class _Notify(BaseAction):
 
     def undelivered(self, params: Any, ctx: Context, d: Delivery, error: str) -> Outcome:
         error = one_line(str(ctx.journal.redact(error)))
-        output = {"delivered": False, "channel": d.channel, "error": error}
+        summary = f"NOT delivered to {d.channel}: {error}"
+        output = {"delivered": False, "channel": d.channel, "error": error, "summary": summary}
         if getattr(params, "required", False):
             return Outcome(
-                ok=False,
-                output=output,
-                error=error,
-                targets=[d.target],
-                summary=f"{d.channel}: not delivered: {error}",
+                ok=False, output=output, error=error, targets=[d.target], summary=summary
             )
         ctx.ui.warn(f"{d.channel} notification not delivered: {error} (the run carries on)")
-        return Outcome(
-            ok=True,
-            output=output,
-            targets=[d.target],
-            summary=f"{d.channel}: not delivered: {error}",
-        )
+        return Outcome(ok=True, output=output, targets=[d.target], summary=summary)
 
 
 class SlackParams(Params):
