@@ -459,3 +459,22 @@ def test_statuspage_reconcile_finds_the_incident_tagged_with_this_run(
     httpserver.clear()
     httpserver.expect_request("/v1/pages/pg1/incidents/unresolved").respond_with_json([])
     assert action.reconcile({"action": "statuspage.create_incident"}, ctx).state == "not_applied"
+
+
+def test_secret_echoed_by_the_server_is_redacted_everywhere(
+    make_ctx: Callable[..., Context], httpserver: HTTPServer, env: None
+) -> None:
+    # Some APIs echo the credential back in their error; it must not reach any output.
+    httpserver.expect_request("/v1/pages/pg1/incidents").respond_with_handler(
+        lambda request: Response(f"bad key {request.headers['Authorization']}", 401)
+    )
+    ui = QuietUI(assume_yes=True)
+    ctx = make_ctx(
+        inventory(httpserver), ui=ui, overrides={HttpProvider: HttpProvider(backoff=0.01)}
+    )
+    out = run("notify.statuspage", {"status": "investigating", "body": "b", "name": "n"}, ctx)
+    assert out.output["delivered"] is False
+    assert out.output["error"] == "statuspage: HTTP 401 after 1 attempt(s): bad key OAuth ***"
+    shown = json.dumps(out.output) + (out.summary or "") + " ".join(ui.messages)
+    assert SP_KEY not in shown and SP_KEY not in saved_text(ctx)
+    assert "OAuth ***" in saved_text(ctx)
