@@ -31,6 +31,9 @@ _SECRET_KEY = re.compile(
     r"(secret|token|password|passwd|api_key|apikey|webhook_url|authorization)", re.I
 )
 REDACTED = "***"
+# Fields whose values come from operators and runbooks, where a secret may sit under its
+# name; everywhere else known secret values are replaced wherever they appear.
+_KEYED = {"", "params", "inputs", "record", "undo"}
 
 
 def canonical(record: dict[str, Any]) -> bytes:
@@ -95,17 +98,25 @@ class Journal:
             self.secrets.add(value)
 
     def redact(self, value: Any, key: str = "") -> Any:
-        if key and _SECRET_KEY.search(key) and isinstance(value, str) and value:
-            return REDACTED
-        if isinstance(value, str):
-            for secret in self.secrets:
-                if secret in value:
-                    value = value.replace(secret, REDACTED)
+        """Blank values under secret-looking keys, then every known secret value anywhere."""
+        if key in _KEYED:
+            value = self._redact_keys(value, key)
+        if not self.secrets:
             return value
+        text = json.dumps(value, default=str)
+        if not any(secret in text for secret in self.secrets):
+            return value
+        for secret in self.secrets:
+            text = text.replace(json.dumps(secret)[1:-1], REDACTED)
+        return json.loads(text)
+
+    def _redact_keys(self, value: Any, key: str = "") -> Any:
         if isinstance(value, dict):
-            return {k: self.redact(v, str(k)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.redact(v) for v in value]
+            return {k: self._redact_keys(v, str(k)) for k, v in value.items()}
+        if key and isinstance(value, str) and value and _SECRET_KEY.search(key):
+            return REDACTED
+        if isinstance(value, list) and value and isinstance(value[0], dict | list):
+            return [self._redact_keys(v) for v in value]
         return value
 
     def check_writable(self) -> None:
@@ -122,7 +133,7 @@ class Journal:
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append one record; returns it with seq and hash. Raises JournalError if not on disk."""
-        fields = self.redact({k: v for k, v in fields.items() if v is not None})
+        fields = {k: self.redact(v, k) for k, v in fields.items() if v is not None}
         # Large outputs keep their full value (resume needs it) in a side file named by hash.
         for key in ("output", "outcome", "plan", "undo"):
             if key in fields and len(canonical({"v": fields[key]})) > MAX_RECORD // 2:

@@ -149,9 +149,11 @@ class Context:
             raise Cancelled("the step ran past its timeout")
 
     def for_step(self, step_id: str | None, item_key: str | None = None) -> Context:
-        from dataclasses import replace
-
-        return replace(self, step_id=step_id, item_key=item_key)
+        # A shallow copy: providers, journal and run_state stay shared across the run.
+        clone = object.__new__(Context)
+        clone.__dict__.update(self.__dict__)
+        clone.step_id, clone.item_key = step_id, item_key
+        return clone
 
     @contextmanager
     def mutation(

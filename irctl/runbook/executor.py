@@ -107,31 +107,40 @@ def execute_step(sc: StepContext) -> StepResult:
             return finish("failed", error=exc.message)
         plans = [w.plan.to_dict() for w in works if w.plan is not None]
         if sc.dry_run:
-            for work in works:
-                assert work.plan is not None
-                ctx.journal.append(
-                    "planned",
-                    run_id=ctx.run_id,
-                    operator=ctx.operator,
-                    runbook=ctx.runbook,
-                    step=step.id,
-                    item=work.key or None,
-                    action=step.action,
-                    dry_run=True,
-                    targets=work.plan.targets,
-                    plan=work.plan.to_dict(),
-                )
-                ctx.ui.show_plan(f"{step.label} (planned)", work.plan)
+            # One record per step, however many items: a drill over 1,000 proxies must not
+            # become 1,000 fsyncs (the journal moves a large plan list to a side file).
+            ctx.journal.append(
+                "planned",
+                run_id=ctx.run_id,
+                operator=ctx.operator,
+                runbook=ctx.runbook,
+                step=step.id,
+                action=step.action,
+                dry_run=True,
+                targets=sorted({t for w in works if w.plan for t in w.plan.targets}),
+                plan=plans if step.foreach is not None else plans[0],
+            )
+            _show_plans(ctx, f"{step.label} (planned)", works)
             return finish("planned", plan=plans)
         pending = [w for w in works if w.key not in sc.done_items]
         if pending and step.confirm is not False:
-            for work in pending:
-                assert work.plan is not None
-                ctx.ui.show_plan(step.label, work.plan)
+            _show_plans(ctx, step.label, pending)
             if not ctx.ui.confirm(f"Run step {step.id!r} ({len(pending)} change(s))?"):
                 return finish("declined", plan=plans, reason="the operator declined")
         ctx.journal.check_writable()
     return _run_works(sc, action, works, effect, started)
+
+
+SHOWN_PLANS = 5
+
+
+def _show_plans(ctx: Context, title: str, works: list[Work]) -> None:
+    """The first few plans in full, then a count: the journal and JSON hold them all."""
+    for work in works[:SHOWN_PLANS]:
+        if work.plan is not None:
+            ctx.ui.show_plan(title, work.plan)
+    if len(works) > SHOWN_PLANS:
+        ctx.ui.info(f"    … and {len(works) - SHOWN_PLANS} more like these")
 
 
 def _prepare(sc: StepContext, action: Action) -> list[Work]:
