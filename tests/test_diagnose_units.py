@@ -47,14 +47,20 @@ Tcp: 1 200 120000 -1 40 5000 3 7 3061 900000 880000 4400 0 12 0
 @@ncpu
 4
 @@probe
-@@path 198.18.7.30:11211 310/120 290/140 F T 5400/100
-@@path 198.18.7.31:11211 R R R R R
+@@s 198.18.7.30:11211 310/120
+@@s 198.18.7.31:11211 R
+@@s 198.18.7.30:11211 290/140
+@@s 198.18.7.31:11211 R
+@@s 198.18.7.30:11211 F
+@@s 198.18.7.31:11211 R
+@@s 198.18.7.30:11211 T
+@@s 198.18.7.30:11211 5400/100
 @@end
 """.replace("\\\n", "")
 
 
 def test_parse_recorded_measurement() -> None:
-    m = parse_measurement(RECORDED)
+    m = parse_measurement(RECORDED, expected_samples=5)
     assert m.complete
     assert (m.established, m.distinct_clients) == (3047, 4)
     # The mapped and plain forms of one client are one client.
@@ -71,7 +77,8 @@ def test_parse_recorded_measurement() -> None:
     a, b = m.backend_samples["198.18.7.30:11211"], m.backend_samples["198.18.7.31:11211"]
     assert a[0] == Sample(connect_ms=0.31, rtt_ms=0.12)
     assert [s.failed for s in a[2:4]] == ["connect failed", "timed out"]
-    assert all(s.failed == "no reply" for s in b)
+    # Samples that never reported (the watchdog stopped the loop) count as timed out.
+    assert [s.failed for s in b] == ["no reply"] * 3 + ["timed out"] * 2
 
 
 def test_truncated_output_is_incomplete_not_a_crash() -> None:
@@ -145,7 +152,7 @@ def test_summary_shares() -> None:
     s = summarize("proxy-1", "b:1", [*samples, Sample(6.0, 0.1)], slow_ms=5.0)
     assert s.samples == 10 and s.failed_share == 0.1 and s.slow_share == 0.2
     assert s.errors == {"timed out": 1} and s.rtt["max"] == 9.0
-    assert parse_probe_lines(["noise", "@@path h:1 100/200"]) == {"h:1": [Sample(0.1, 0.2)]}
+    assert parse_probe_lines(["noise", "@@s h:1 100/200"]) == {"h:1": [Sample(0.1, 0.2)]}
 
 
 # -- the classifier ---------------------------------------------------------------------------

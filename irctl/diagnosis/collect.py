@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from irctl.diagnosis.classify import classify
 from irctl.diagnosis.latency import Sample, summarize
-from irctl.diagnosis.measure import parse_measurement, remote_script
+from irctl.diagnosis.measure import parse_measurement, probe_budget, remote_script
 from irctl.diagnosis.model import BackendReport, ProxyReport, thresholds_for
 from irctl.diagnosis.report import build_report
 from irctl.errors import InputError, IrctlError, one_line
@@ -67,7 +67,7 @@ def diagnose(
 
     reports = []
     for proxy, result in zip(proxies, ssh_results, strict=True):
-        report = _proxy_report(proxy, result, thresholds["slow_ms"])
+        report = _proxy_report(proxy, result, thresholds["slow_ms"], options.backend_samples)
         if proxy.name in operator_samples:
             report.operator_path = summarize(
                 OPERATOR, f"{proxy.address}:{spec.proxy_port}",
@@ -138,7 +138,7 @@ def _measure_proxies(
     )  # fmt: skip
     ssh = ctx.provider(SshProvider)
     # The probe's worst case (every sample timing out) plus room for a slow login.
-    budget = max(ssh.command_timeout, options.backend_samples * options.timeout * 1.5 + 10)
+    budget = max(ssh.command_timeout, probe_budget(options.backend_samples, options.timeout) + 10)
     hosts = [HostRef(p.name, p.address, p.ssh_port) for p in proxies]
     done = 0
     with ctx.ui.progress(f"measuring {len(hosts)} proxies", total=len(hosts)) as bar:
@@ -154,13 +154,13 @@ def _measure_proxies(
         )  # fmt: skip
 
 
-def _proxy_report(proxy: Proxy, result: HostResult, slow_ms: float) -> ProxyReport:
+def _proxy_report(proxy: Proxy, result: HostResult, slow_ms: float, samples: int) -> ProxyReport:
     report = ProxyReport(proxy.name, proxy.address)
     if result.error is not None or result.result is None:
         report.error = one_line(result.error or "no result", 300)
         return report
     out = result.result
-    m = parse_measurement(out.stdout)
+    m = parse_measurement(out.stdout, samples)
     if not m.complete and out.exit_status != 0:
         report.error = one_line(f"exit {out.exit_status}: {out.stderr or out.stdout}", 300)
     report.measurement = m

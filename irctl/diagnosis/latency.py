@@ -106,49 +106,55 @@ def summarize(
 # -- the proxy -> backend probe, run by bash on the proxy ------------------------------------
 #
 # Bash is what nearly every host has; `$EPOCHREALTIME` (bash 5) gives microseconds without
-# forking `date`, and `/dev/tcp` connects without nc. A connect to a host that drops SYNs
-# blocks for the kernel's whole retry schedule, so each sample runs in a process
-# substitution the parent abandons (and kills) when it does not answer within the timeout.
-# Backends are probed in parallel, samples of one backend one after another.
-# Output: one line per backend, `@@path HOST:PORT tok tok ...` where a token is
-# `CONNECT_US/RTT_US`, `F` (connect failed), `R` (no reply) or `T` (timed out). A backend
-# that fails its first three samples is down: the rest are recorded as the same failure.
+# forking `date`, and `/dev/tcp` connects without nc, so a sample costs no process at all.
+# Backends are probed in parallel (one subshell each), samples of one backend one after
+# another. A connect to a host that drops SYNs blocks for the kernel's retry schedule, which
+# bash cannot interrupt: a watchdog stops every loop after the budget, and the samples that
+# never reported are counted as timed out by irctl. Each sample prints one line at once,
+# `@@s HOST:PORT TOKEN`, where TOKEN is `CONNECT_US/RTT_US`, `F` (connect failed), `T`
+# (connect slower than the timeout) or `R` (no reply in time). A backend that fails its
+# first three samples is down: the rest are reported as the same failure without trying.
 BASH_PROBE = r"""
 export LC_ALL=C
 if [ -z "${EPOCHREALTIME:-}" ]; then
   echo "@@probe_unavailable bash older than 5.0 (no EPOCHREALTIME)"; exit 0
 fi
-N=$1; TMO=$2; shift 2
-one() {
-  local s c e r
-  s=$EPOCHREALTIME
-  exec 3<>"/dev/tcp/$1/$2" || { echo F; return; }
-  c=$EPOCHREALTIME
-  printf 'version\r\n' >&3
-  IFS= read -r -t "$TMO" r <&3 || { echo R; return; }
-  e=$EPOCHREALTIME
-  exec 3>&-
-  echo "$(( ${c/./} - ${s/./} ))/$(( ${e/./} - ${c/./} ))"
-}
+N=$1; TMO=$2; BUDGET=$3; shift 3
+TMO_US=$(( 10#${TMO/./} * 1000 ))
 path() {
-  local h=${1%:*} p=${1##*:} i=0 out line pid ok=
-  out="@@path $1"
+  local h=${1%:*} p=${1##*:} i=0 s c e r t ok=
   while [ "$i" -lt "$N" ]; do
-    exec 4< <(one "$h" "$p" 2>/dev/null)
-    pid=$!
-    if IFS= read -r -t "$TMO" line <&4; then :; else line=T; kill "$pid" 2>/dev/null; fi
-    exec 4<&-
-    out="$out $line"
     i=$((i + 1))
-    case $line in */*) ok=1 ;; esac
-    # Down from the start: the remaining samples would only repeat the timeout.
+    s=$EPOCHREALTIME
+    if ! exec 3<>"/dev/tcp/$h/$p"; then
+      t=F
+    else
+      c=$EPOCHREALTIME
+      t=T
+      if [ $(( ${c/./} - ${s/./} )) -le "$TMO_US" ]; then
+        printf 'version\r\n' >&3
+        t=R
+        if IFS= read -r -t "$TMO" r <&3; then
+          e=$EPOCHREALTIME
+          t="$(( ${c/./} - ${s/./} ))/$(( ${e/./} - ${c/./} ))"
+        fi
+      fi
+      exec 3>&-
+    fi
+    echo "@@s $1 $t"
+    case $t in */*) ok=1 ;; esac
     if [ "$i" -eq 3 ] && [ -z "$ok" ]; then
-      while [ "$i" -lt "$N" ]; do out="$out $line"; i=$((i + 1)); done
+      while [ "$i" -lt "$N" ]; do i=$((i + 1)); echo "@@s $1 $t"; done
     fi
   done
-  echo "$out"
 }
-for b in "$@"; do path "$b" & done
+pids=
+for b in "$@"; do path "$b" 2>/dev/null & pids="$pids $!"; done
+( trap 'kill $! 2>/dev/null; exit 0' TERM; sleep "$BUDGET" & wait $!; kill $pids ) \
+  >/dev/null 2>&1 &
+dog=$!
+wait $pids
+kill "$dog" 2>/dev/null
 wait
 """
 
@@ -167,11 +173,15 @@ def parse_probe_token(token: str) -> Sample:
         return Sample(failed="unparsable sample")
 
 
-def parse_probe_lines(lines: Sequence[str]) -> dict[str, list[Sample]]:
-    """`@@path HOST:PORT tokens...` lines into samples per backend address."""
+def parse_probe_lines(lines: Sequence[str], expected: int | None = None) -> dict[str, list[Sample]]:
+    """`@@s HOST:PORT TOKEN` lines into samples per backend; missing samples timed out."""
     out: dict[str, list[Sample]] = {}
     for line in lines:
         parts = line.split()
-        if len(parts) >= 2 and parts[0] == "@@path":
-            out[parts[1]] = [parse_probe_token(t) for t in parts[2:]]
+        if len(parts) == 3 and parts[0] == "@@s":
+            out.setdefault(parts[1], []).append(parse_probe_token(parts[2]))
+    if expected:
+        for samples in out.values():
+            del samples[expected:]
+            samples += [Sample(failed="timed out")] * (expected - len(samples))
     return out

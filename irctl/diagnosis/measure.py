@@ -66,6 +66,11 @@ END { print "@@ncpu"; print ncpu + 0 }
 """
 
 
+def probe_budget(samples: int, timeout: float) -> int:
+    """Seconds the proxy -> backend probe may run: a blocked connect can outlast `timeout`."""
+    return int(samples * timeout * 2) + 1
+
+
 def remote_script(
     proxy_port: int, backends: Sequence[str], *, top: int, samples: int, timeout: float
 ) -> str:
@@ -92,7 +97,8 @@ def remote_script(
     if backends:
         lines += [
             "if command -v bash >/dev/null 2>&1; then",
-            f"bash -s {int(samples)} {timeout:.3f} {targets} <<'IRCTL_PROBE'",
+            f"bash -s {int(samples)} {timeout:.3f} {probe_budget(samples, timeout)} {targets}"
+            " <<'IRCTL_PROBE'",
             BASH_PROBE.strip("\n"),
             "IRCTL_PROBE",
             "else echo '@@probe_unavailable no bash on this host'; fi",
@@ -142,7 +148,7 @@ def sections(text: str) -> dict[str, list[str]]:
     current = "_"
     for line in text.splitlines():
         if line.startswith("@@") and not line.startswith(
-            ("@@path", "@@probe_unavailable", "@@source")
+            ("@@s ", "@@probe_unavailable", "@@source")
         ):
             current = line[2:].split()[0] if line[2:].strip() else "_"
             out.setdefault(current, [])
@@ -225,7 +231,7 @@ SNMP_COUNTERS = (
 )
 
 
-def parse_measurement(text: str) -> HostMeasurement:
+def parse_measurement(text: str, expected_samples: int | None = None) -> HostMeasurement:
     """The script's whole output; missing sections leave fields empty and `complete` False."""
     sec = sections(text)
     m = HostMeasurement()
@@ -246,6 +252,6 @@ def parse_measurement(text: str) -> HostMeasurement:
     for line in probe:
         if line.startswith("@@probe_unavailable"):
             m.probe_unavailable = line.split(None, 1)[1] if " " in line else "probe unavailable"
-    m.backend_samples = parse_probe_lines(probe)
+    m.backend_samples = parse_probe_lines(probe, expected_samples)
     m.complete = "end" in sec
     return m
