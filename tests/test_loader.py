@@ -213,5 +213,7 @@ def test_validate_as_a_real_process(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 1
-    assert done.stdout.splitlines()[0].startswith(f"{bad}:2:1: YAML syntax: expected the node")
+    assert done.stdout.splitlines()[0].startswith(
+        f"{bad}:2:1: YAML syntax: did not find expected node"
+    )
     assert "Traceback" not in done.stderr

@@ -132,7 +132,7 @@ def test_a_valid_runbook_has_no_problem(demo_actions: None) -> None:
 
 def test_yaml_syntax_error_points_at_the_bad_spot() -> None:
     assert check("a: [1, 2\nb: 3\n") == [
-        "rb.yaml:2:2: YAML syntax: expected ',' or ']', but got ':'"
+        "rb.yaml:2:2: YAML syntax: did not find expected ',' or ']'"
     ]
 
 

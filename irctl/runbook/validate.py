@@ -296,27 +296,29 @@ def check_template(site: Site, declared: set[str], order: dict[str, int], report
         add("template nested too deeply")
         return
     names, inputs, steps = references(tree)
-    for name in sorted(names - _allowed(site, tree)):
+    every = list(tree.find_all(nodes.Node))  # one walk for the checks below
+    for name in sorted(names - _allowed(site, every)):
         add(f"undefined name {name!r}{_name_hint(name, site, declared, order)}")
     for name in sorted(inputs - declared):
         add(f"undefined input {name!r}{suggest(name, declared) or _declared(declared)}")
     for ref in sorted(steps):
         _check_reference(ref, site, order, add)
-    for node in tree.find_all(nodes.Filter):
-        if node.name not in ENV.filters:
+    for node in every:
+        if isinstance(node, nodes.Filter) and node.name not in ENV.filters:
             add(f"unknown filter {node.name!r}{suggest(node.name, ENV.filters)}")
-    for test in tree.find_all(nodes.Test):
-        if test.name not in ENV.tests:
-            add(f"unknown test {test.name!r}{suggest(test.name, ENV.tests)}")
+        elif isinstance(node, nodes.Test) and node.name not in ENV.tests:
+            add(f"unknown test {node.name!r}{suggest(node.name, ENV.tests)}")
 
 
-def _allowed(site: Site, tree: nodes.Node) -> set[str]:
+def _allowed(site: Site, every: list[nodes.Node]) -> set[str]:
     allowed = set(SCOPE_NAMES)
-    allowed |= {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
-    if any(True for _ in tree.find_all(nodes.For)):
-        allowed.add("loop")
-    if any(True for _ in tree.find_all(nodes.Macro)):
-        allowed |= {"caller", "varargs", "kwargs"}
+    for node in every:
+        if isinstance(node, nodes.Name) and node.ctx in ("store", "param"):
+            allowed.add(node.name)
+        elif isinstance(node, nodes.For):
+            allowed.add("loop")
+        elif isinstance(node, nodes.Macro):
+            allowed |= {"caller", "varargs", "kwargs"}
     if site.has_item:
         allowed.add("item")
     if site.field == "expect":
