@@ -114,7 +114,8 @@ def main() -> None:
             cpus.append(_children_cpu() - cpu)
         wall_ms, cpu_ms = statistics.median(walls) * 1000, statistics.median(cpus) * 1000
         print(
-            f"`irctl validate` of all, as a process: median {wall_ms:.0f} ms wall, {cpu_ms:.0f} ms CPU"
+            f"`irctl validate` of all, as a process: median {wall_ms:.0f} ms wall, "
+            f"{cpu_ms:.0f} ms CPU"
         )
 
 
