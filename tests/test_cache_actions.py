@@ -144,7 +144,7 @@ def test_dry_run_changes_no_item(lab: dict[str, Any], state_dir: Path) -> None:
     )  # fmt: skip
     assert result.status == "planned"
     (plan,) = result.steps[0].plan or []
-    assert "irreversible" in " ".join(plan["warnings"])
+    assert plan["reversible"] is False and "dropped" in " ".join(plan["warnings"])
     assert set(plan["targets"]) == {lab["servers"][n].address for n in ("shard-0", "shard-1")}
     assert present(lab) == before
 

@@ -43,6 +43,13 @@ def _figures(stats: dict[str, Any]) -> dict[str, Any]:
     return {"curr_items": stats.get("curr_items"), "cmd_flush": stats.get("cmd_flush")}
 
 
+def _seconds(value: Any) -> float:
+    try:
+        return parse_duration(value)
+    except InputError as exc:  # pydantic reports ValueErrors with the field's name
+        raise ValueError(exc.message) from None
+
+
 @dataclass
 class ServerState:
     server: str
@@ -78,12 +85,12 @@ class FlushParams(ActionParams):
     @field_validator("delay", mode="before")
     @classmethod
     def _delay(cls, value: Any) -> int:
-        return math.ceil(parse_duration(value))
+        return math.ceil(_seconds(value))
 
     @field_validator("stagger", "verify_timeout", mode="before")
     @classmethod
     def _seconds(cls, value: Any) -> float:
-        return parse_duration(value)
+        return _seconds(value)
 
 
 class CacheFlush(BaseAction):
@@ -141,7 +148,7 @@ class CacheFlush(BaseAction):
                 "stagger": params.stagger,
             },
             warnings=[
-                f"irreversible: every item on {len(servers)} server(s) is dropped; "
+                f"every item on {len(servers)} server(s) is dropped; "
                 "their misses go to the database behind the cache"
             ],
         )
