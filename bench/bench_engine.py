@@ -61,7 +61,8 @@ def runbook(steps: int) -> Runbook:
                 {
                     "id": f"s{i}",
                     "action": "bench.plan",
-                    "foreach": "inventory.clusters[inputs.cluster].proxies | map(attribute='name') | list",
+                    "foreach": "inventory.clusters[inputs.cluster].proxies"
+                    " | map(attribute='name') | list",
                     "with": {"cluster": "{{ inputs.cluster }}", "proxy": "{{ item }}"},
                 }
                 for i in range(steps)

@@ -199,9 +199,9 @@ def test_log_verify_catches_edit_removal_reorder(tmp_path: Path) -> None:
     original = path.read_text().splitlines(keepends=True)
     assert irctl(state, "log", "verify").returncode == 0
     cases = {
-        "edited": original[:2] + [original[2].replace('"alice"', '"mallory"')] + original[3:],
+        "edited": [*original[:2], original[2].replace('"alice"', '"mallory"'), *original[3:]],
         "removed": original[:2] + original[3:],
-        "reordered": original[:2] + [original[3], original[2]] + original[4:],
+        "reordered": [*original[:2], original[3], original[2], *original[4:]],
     }
     for name, lines in cases.items():
         path.write_text("".join(lines))
@@ -224,7 +224,8 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
     state = tmp_path / "s"
     bad = tmp_path / "bad.yaml"
     bad.write_text(
-        "apiVersion: irctl/v1\nkind: Runbook\nname: bad\ntitle: x\nsteps:\n  - id: a\n    action: nope\n"
+        "apiVersion: irctl/v1\nkind: Runbook\nname: bad\ntitle: x\n"
+        "steps:\n  - id: a\n    action: nope\n"
     )
     good = write_runbook(
         tmp_path, "good", [{"id": "c", "action": "test.count", "with": {"folder": "/"}}]
