@@ -178,15 +178,19 @@ def test_cli_runbooks_list_and_show(capsys: pytest.CaptureFixture[str], tmp_path
     ]
     code, out, _ = cli(capsys, "--runbooks", str(tmp_path), "runbooks", "show", "pause")
     assert code == 0
-    assert "  1. settle  wait  [read]  settle" in out
-    assert "  2. ok  confirm  [interact]  ok" in out
+    assert "  1. settle  wait  [read]\n       does: pause for a while" in out
+    assert "  2. ok  confirm  [interact]\n" in out
     assert "  cluster (string, required) which cluster" in out
     assert "read-only: no step mutates" in out
     code, out, _ = cli(
         capsys, "--runbooks", str(tmp_path), "runbooks", "show", "pause", "--format", "md"
     )
     assert code == 0 and out.startswith("# Pause and check\n")
-    assert "| 1 | **settle** settle | `wait` | read |  | duration=1s, reason=let it settle |" in out
+    row = (
+        "| 1 | **settle** pause for a while (lets a change settle before the next measurement) "
+        "| `wait` | read |  | `duration=1s, reason=let it settle` |"
+    )
+    assert row in out
     code, _, err = cli(capsys, "--runbooks", str(tmp_path), "runbooks", "show", "paus")
     assert code == 1 and "did you mean pause?" in err
 

@@ -129,9 +129,11 @@ def plain(info: dict[str, Any]) -> str:
         lines.append(f"  {name} ({spec['type']}, {need}) {spec['description']}".rstrip())
     lines += ["", "steps:"]
     for number, step in enumerate(info["steps"], 1):
-        lines.append(
-            f"  {number}. {step['id']}  {step['action']}  [{_effect_label(step)}]  {step['title']}"
-        )
+        title = f"  {step['title']}" if step["title"] else ""
+        lines.append(f"  {number}. {step['id']}  {step['action']}  [{_effect_label(step)}]{title}")
+        if step["action_description"]:
+            verb = "CHANGES" if step["effect"] == "mutate" else "does"
+            lines.append(f"       {verb}: {step['action_description']}")
         for key, value in _conditions(step):
             lines.append(f"       {key}: {value}")
         if step["touches"]:
@@ -180,9 +182,11 @@ def markdown(info: dict[str, Any]) -> str:
     ]
     for number, step in enumerate(info["steps"], 1):
         conditions = "<br>".join(f"{k}: `{_cell(v)}`" for k, v in _conditions(step))
+        what = _cell(step["title"] or step["action_description"])
+        touches = f"`{_cell(step['touches'])}`" if step["touches"] else ""
         out.append(
-            f"| {number} | **{_cell(step['id'])}** {_cell(step['title'])} | `{step['action']}` | "
-            f"{_effect_label(step)} | {conditions} | {_cell(step['touches'])} |"
+            f"| {number} | **{_cell(step['id'])}** {what} | `{step['action']}` | "
+            f"{_effect_label(step)} | {conditions} | {touches} |"
         )
     mutating = info["mutating_steps"]
     out += [

@@ -159,7 +159,7 @@ def _describe_step(step: Any, default_on_failure: str) -> dict[str, Any]:
     confirm = step.confirm if step.confirm is not None else effect == "mutate"
     return {
         "id": step.id,
-        "title": step.label,
+        "title": step.title,
         "action": step.action,
         "action_description": description,
         "effect": effect,
