@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from irctl.errors import InputError
-from irctl.hashring import HASHES, Node, Ring, locate, ring_for
+from irctl.hashring import HASHES, Locator, Node, Ring, ring_for
 from irctl.hashring.hashes import crc32a, fnv1a_32, jenkins, md5
 from irctl.hashring.ring import ketama_points_per_server
 from irctl.inventory import Cluster
@@ -67,8 +67,8 @@ def proxy_agrees(
         proxy.stop()
     found = where_keys_live(backends, keys)
     assert len(found) == len(keys)
-    ring = ring_for(cluster)
-    wrong = [k for k in keys if locate(cluster, k, ring).shard.servers[0] != found[k]]
+    locator = Locator(cluster)
+    wrong = [k for k in keys if locator.locate(k).shard.servers[0] != found[k]]
     assert wrong == [], f"{len(wrong)} keys located wrongly, e.g. {wrong[:3]}"
     if spread:  # the test must exercise every shard, not only the first one
         assert len(set(found.values())) == len(backends)
@@ -117,3 +117,26 @@ def test_unknown_hash_and_random_distribution_are_refused() -> None:
         Ring([Node("a"), Node("b")], "sha1", "ketama")
     with pytest.raises(InputError, match="no fixed key placement"):
         Ring([Node("a"), Node("b")], "md5", "random")
+
+
+@pytest.fixture(scope="module")
+def fifty() -> Iterator[list[Memcached]]:
+    servers = [Memcached(memory_mb=8) for _ in range(50)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("weights", "hash_name"), [("equal", "md5"), ("equal", "fnv1a_64"), ("mixed", "fnv1a_64")]
+)
+def test_fifty_shards_match_nutcracker(
+    fifty: list[Memcached], tmp_path: Path, weights: str, hash_name: str
+) -> None:
+    # With 50 equal shards float32 rounding gives each 156 points, not 160: nutcracker agrees.
+    names = [f"cache-{i:02d}" for i in range(50)]
+    weight_list = [1] * 50 if weights == "equal" else [1 + i % 3 for i in range(50)]
+    cluster = cluster_of(fifty, names, weight_list, "ketama", hash_name)
+    if weights == "equal":
+        assert ring_for(cluster).points == 50 * 156
+    proxy_agrees(cluster, fifty, tmp_path, sample_keys(3000, seed=3))

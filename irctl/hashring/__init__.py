@@ -73,16 +73,25 @@ def key_bytes(key: str | bytes) -> bytes:
     return key if isinstance(key, bytes) else key.encode("utf-8", "surrogateescape")
 
 
-def locate(cluster: Cluster, key: str | bytes, ring: Ring | None = None) -> Located:
-    """The shard that holds `key` (pass `ring` to reuse one across many keys)."""
-    ring = ring or ring_for(cluster)
-    raw = key_bytes(key)
-    name = ring.node(raw).name
-    shard = next(s for s in cluster.shards if s.name == name)
-    return Located(
-        key=key if isinstance(key, str) else key.decode("utf-8", "backslashreplace"),
-        shard=shard,
-        hash_value=ring.hash(raw),
-        distribution=ring.distribution,
-        hash_name=ring.hash_name,
-    )
+class Locator:
+    """A cluster's ring plus its shards in ring order: build once, locate many keys."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.ring = ring_for(cluster)
+        by_name = {shard.name: shard for shard in cluster.shards}
+        self.shards = [by_name[node.name] for node in self.ring.nodes]
+
+    def locate(self, key: str | bytes) -> Located:
+        index, value = self.ring.lookup(key_bytes(key))
+        return Located(
+            key=key if isinstance(key, str) else key.decode("utf-8", "backslashreplace"),
+            shard=self.shards[index],
+            hash_value=value,
+            distribution=self.ring.distribution,
+            hash_name=self.ring.hash_name,
+        )
+
+
+def locate(cluster: Cluster, key: str | bytes, locator: Locator | None = None) -> Located:
+    """The shard that holds `key` (pass a `Locator` to reuse its ring across many keys)."""
+    return (locator or Locator(cluster)).locate(key)

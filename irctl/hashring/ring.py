@@ -118,14 +118,18 @@ class Ring:
             return 0
         return self.key_hash(key)
 
-    def index(self, key: bytes) -> int:
+    def lookup(self, key: bytes) -> tuple[int, int]:
+        """(position in `nodes`, the hash value dispatched on) for `key`."""
         if len(self.nodes) == 1:
-            return 0
+            return 0, 0
         value = self.hash(key)
         if self.distribution == "modula":
-            return self._owners[value % len(self._owners)]
+            return self._owners[value % len(self._owners)], value
         pos = bisect.bisect_left(self._values, value)
-        return self._owners[0 if pos == len(self._values) else pos]
+        return self._owners[0 if pos == len(self._values) else pos], value
+
+    def index(self, key: bytes) -> int:
+        return self.lookup(key)[0]
 
     def node(self, key: bytes) -> Node:
         return self.nodes[self.index(key)]
