@@ -49,17 +49,33 @@ def inventory(lab: Lab, backends: list[str], concurrency: int) -> Inventory:
     return Inventory.model_validate(data)
 
 
-def diagnose_once(inv: Inventory, workdir: Path) -> tuple[float, float, dict[str, Any]]:
+def fanout_once(inv: Inventory) -> tuple[float, float, int]:
+    """The floor: the SSH provider alone running the read ansible runs (no probes, no parsing)."""
+    from irctl.providers.ssh import HostRef, SshProvider
+
+    settings = Settings.resolve(operator="bench")
+    ssh = SshProvider.create(inv, settings)
+    hosts = [HostRef(p.name, p.address) for p in inv.clusters["lab"].proxies]
+    cpu0, t0 = cpu_seconds(), time.monotonic()
+    try:
+        results = ssh.run_many(hosts, ["cat", "/proc/net/sockstat"])
+    finally:
+        ssh.close()
+    return time.monotonic() - t0, cpu_seconds() - cpu0, sum(1 for r in results if r.ok)
+
+
+def diagnose_once(
+    inv: Inventory, workdir: Path, params: dict[str, Any]
+) -> tuple[float, float, dict[str, Any]]:
     settings = Settings.resolve(operator="bench")
     ctx = Context(
         inventory=inv, settings=settings, providers=Providers(inv, settings), ui=QuietUI(),
         journal=Journal(workdir / "journal.jsonl", fsync=False), clock=SystemClock(),
         run_id="bench", operator="bench",
     )  # fmt: skip
-    params = DiagnoseParams.model_validate({"cluster": "lab"})
     cpu0, t0 = cpu_seconds(), time.monotonic()
     try:
-        outcome = DiagnoseCluster().run(params, ctx)
+        outcome = DiagnoseCluster().run(DiagnoseParams.model_validate(params), ctx)
     finally:
         ctx.providers.close()
     return time.monotonic() - t0, cpu_seconds() - cpu0, outcome.output
@@ -98,6 +114,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=100, help="SSH fan-out width")
+    parser.add_argument("--samples", type=int, default=20, help="operator -> proxy samples")
+    parser.add_argument("--backend-samples", type=int, default=10)
     parser.add_argument("--no-ansible", action="store_true")
     args = parser.parse_args()
     reason = lab_skip_reason()
@@ -113,9 +131,14 @@ def main() -> None:
                 h.start_memcached(PORT)
             print(f"# {size} hosts built in {time.monotonic() - built:.1f} s", flush=True)
             inv = inventory(lab, [h.address for h in backend_hosts], args.concurrency)
+            params = {"cluster": "lab", "samples": args.samples,
+                      "backend_samples": args.backend_samples}  # fmt: skip
+            wall, cpu, ok = fanout_once(inv)
+            print(f"{size:>5} {'irctl ssh fan-out (floor)':<28} {wall:>7.2f} {cpu:>7.2f} "
+                  f"{cpu / size * 1000:>11.1f}  {ok}/{size} ok", flush=True)  # fmt: skip
             walls = []
             for _ in range(args.repeat):
-                wall, cpu, out = diagnose_once(inv, lab.network.workdir)
+                wall, cpu, out = diagnose_once(inv, lab.network.workdir, params)
                 walls.append(wall)
                 measured = sum(1 for h in out["hosts"] if h["reachable"])
                 print(f"{size:>5} {'irctl diagnose':<28} {wall:>7.2f} {cpu:>7.2f} "

@@ -167,7 +167,7 @@ def _proxy(
     backends: dict[str, list[Sample]] | None = None,
     error: str | None = None,
 ) -> ProxyReport:
-    lines = [f"total {established} {max(len(clients or {}), 1)}"]
+    lines = [f"total {established} {len(clients or {})}"]
     lines += [f"{n} {a}" for a, n in (clients or {}).items()]
     text = "@@clients\n" + "\n".join(lines) + "\n@@end\n"
     p = ProxyReport(name, f"198.18.7.{len(name)}")
@@ -387,3 +387,22 @@ def test_diagnose_help_imports_neither_paramiko_nor_boto3() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "--cluster" in out.stdout
+
+
+def test_one_heavy_client_beside_one_light_one_is_a_storm() -> None:
+    # With every client listed, the typical client is the lower quartile: the storm itself
+    # must not make the bar (a median of 1200 and 30 would be 615).
+    proxies = [
+        _proxy("proxy-0", 1230, {"198.18.9.5": 1200, "198.18.9.6": 30}),
+        _proxy("proxy-1", 0),
+        _proxy("proxy-2", 0),
+    ]
+    v = _run(proxies)
+    assert v.classification == "client_storm" and v.storm_sources == ["198.18.9.5/32"]
+
+
+def test_two_equal_heavy_clients_do_not_hide_each_other() -> None:
+    clients = {"198.18.9.1": 1000, "198.18.9.2": 1000, "198.18.9.3": 10, "198.18.9.4": 10}
+    v = _run([_proxy("proxy-0", 2020, clients), _proxy("proxy-1", 20), _proxy("proxy-2", 20)])
+    assert v.classification == "client_storm"
+    assert v.storm_sources == ["198.18.9.1/32", "198.18.9.2/32"]

@@ -13,7 +13,7 @@ import ipaddress
 import statistics
 from collections.abc import Mapping, Sequence
 
-from irctl.diagnosis.latency import PathStats
+from irctl.diagnosis.latency import PathStats, percentile
 from irctl.diagnosis.model import BackendReport, Finding, ProxyReport, Verdict
 
 
@@ -214,11 +214,13 @@ def _storm(
             per_client[c.address] = per_client.get(c.address, 0) + c.count
     distinct = max(sum(p.measurement.distinct_clients for p in measured if p.measurement), 1)
     listed = sum(per_client.values())
-    # A typical client: those outside the top lists, else the median of the listed ones.
+    # A typical client: the mean of those outside the top lists (the bulk); when every
+    # client is listed, the lower quartile, so a few heavy clients cannot make themselves
+    # look typical (with two clients the median would be half the storm).
     if distinct > len(per_client):
         typical = max(1.0, (total - listed) / (distinct - len(per_client)))
     else:
-        typical = max(1.0, statistics.median(per_client.values()))
+        typical = max(1.0, percentile(sorted(map(float, per_client.values())), 25))
     heavy = sorted(
         (
             a
@@ -274,7 +276,7 @@ def _unhealthy_proxies(
                 names.append(p.name)
                 evidence.append(
                     f"{p.name}: {own} established connections, "
-                    f"{own / max(median, 1):.1f}x the others' median {median:g}"
+                    f"the other proxies' median is {median:g}"
                 )
                 continue
         op = p.operator_path

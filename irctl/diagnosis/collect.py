@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from irctl.providers.ssh import HostResult
 
 OPERATOR = "operator"
+_ONE_PROXY = "one proxy measured: no comparison with the other proxies (overload) was made"
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def diagnose(
         backends=backends,
         thresholds=thresholds,
         duration_ms=int((time.monotonic() - started) * 1000),
-        notes=[probe_error] if probe_error else [],
+        notes=[n for n in (probe_error, only and _ONE_PROXY) if n],
     )
 
 
