@@ -69,3 +69,22 @@ def test_ten_thousand_hashed_lines_load_once_and_look_up_fast(tmp_path: Path) ->
     )
     assert index.lines == 10_000
     assert load < 1.0 and per_lookup < 0.2 and cached < 0.0005
+
+
+def test_hints_make_the_next_run_o1_and_cannot_forge_trust(tmp_path: Path) -> None:
+    path = tmp_path / "known_hosts"
+    names = [f"198.51.{i // 250}.{i % 250}" for i in range(10_000)]
+    path.write_text("".join(f"{hashed(n)} ssh-ed25519 {BLOB}\n" for n in names))
+    first = KnownHosts()
+    first.load(path)
+    assert first.quick(names[42]) == set()  # no hint yet: the caller falls back to lookup
+    assert first.lookup(names[42]) == {("ssh-ed25519", BLOB)} and first.hints_changed
+    hints = first.hints_json()
+    second = KnownHosts(hints)
+    second.load(path)
+    started = time.perf_counter()
+    assert second.quick(names[42]) == {("ssh-ed25519", BLOB)}
+    assert time.perf_counter() - started < 0.005
+    forged = KnownHosts({names[7]: hints[names[42]]})  # a salt that belongs to another name
+    forged.load(path)
+    assert forged.quick(names[7]) == set()

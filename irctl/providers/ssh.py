@@ -17,6 +17,7 @@ import base64
 import getpass
 import hashlib
 import hmac
+import json
 import os
 import select
 import shlex
@@ -114,13 +115,27 @@ def known_hosts_name(address: str, port: int) -> str:
 
 
 class KnownHosts:
-    """known_hosts files indexed once. Values are (key type, base64 blob); no key is decoded."""
+    """known_hosts files indexed once. Values are (key type, base64 blob); no key is decoded.
 
-    def __init__(self) -> None:
+    A hashed entry can only be found by computing HMAC(salt, name) for every salt, so
+    `lookup` remembers which salts matched a name (`hints`, kept between runs by the
+    provider). `quick` then costs one HMAC per hinted salt, and still checks the
+    entry in this file: a stale or forged hint can only fall back to `lookup`, never
+    make a key trusted.
+    """
+
+    def __init__(self, hints: dict[str, list[str]] | None = None) -> None:
         self._plain: dict[str, set[tuple[str, str]]] = {}
         self._hashed: dict[bytes, dict[bytes, set[tuple[str, str]]]] = {}
         self._revoked: set[str] = set()
         self._cache: dict[str, set[tuple[str, str]]] = {}
+        self.hints: dict[str, set[bytes]] = {}
+        for name, salts in (hints or {}).items():
+            try:
+                self.hints[name] = {base64.b64decode(x) for x in salts}
+            except ValueError:
+                continue
+        self.hints_changed = False
         self.lines = 0
 
     def load(self, path: Path) -> None:
@@ -164,13 +179,33 @@ class KnownHosts:
             return cached
         found = set(self._plain.get(name, ()))
         encoded = name.encode()
+        matched: set[bytes] = set()
         for salt, table in self._hashed.items():
             hit = table.get(hmac.digest(salt, encoded, "sha1"))
             if hit:
                 found |= hit
+                matched.add(salt)
+        if matched and self.hints.get(name) != matched:
+            self.hints[name] = matched
+            self.hints_changed = True
         found = {e for e in found if e[1] not in self._revoked}
         self._cache[name] = found
         return found
+
+    def quick(self, name: str) -> set[tuple[str, str]]:
+        """Keys for `name` from plain entries and hinted hashed entries only: no scan."""
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
+        found = set(self._plain.get(name, ()))
+        for salt in self.hints.get(name, ()):
+            table = self._hashed.get(salt)
+            if table:
+                found |= table.get(hmac.digest(salt, name.encode(), "sha1"), set())
+        return {e for e in found if e[1] not in self._revoked}
+
+    def hints_json(self) -> dict[str, list[str]]:
+        return {n: sorted(base64.b64encode(x).decode() for x in s) for n, s in self.hints.items()}
 
     def is_revoked(self, blob: str) -> bool:
         return blob in self._revoked
@@ -205,6 +240,7 @@ class SshProvider:
         command_timeout: float = 30.0,
         concurrency: int = 32,
         use_agent: bool = True,
+        hints_path: Path | None = None,
     ) -> None:
         self.user, self.port, self.key_file = user, port, key_file
         self.jump_host = jump_host
@@ -212,7 +248,8 @@ class SshProvider:
         self.concurrency = concurrency
         self.accept_new = accept_new
         self.record_path = record_known_hosts
-        self.known = KnownHosts()
+        self.hints_path = hints_path
+        self.known = KnownHosts(_read_hints(hints_path))
         for path in known_hosts:
             self.known.load(path)
         self.config = paramiko.SSHConfig()
@@ -248,6 +285,7 @@ class SshProvider:
             connect_timeout=ssh.connect_timeout,
             command_timeout=ssh.command_timeout,
             concurrency=ssh.concurrency,
+            hints_path=settings.state_dir / "known_hosts_hints.json",
         )
 
     # -- connecting ---------------------------------------------------------
@@ -303,7 +341,7 @@ class SshProvider:
         transport = paramiko.Transport(sock)
         try:
             name = known_hosts_name(ref.address, target.port)
-            known = self.known.lookup(name)
+            known = self.known.quick(name) or self.known.lookup(name)
             if known:
                 # Ask for the key type we know, as OpenSSH does, so a host with several
                 # keys is checked against the one on record.
@@ -361,13 +399,15 @@ class SshProvider:
             return transport
 
     def _check_host_key(self, name: str, where: str, key: paramiko.PKey) -> None:
-        known = self.known.lookup(name)
         offered = (key.get_name(), key.get_base64())
         if self.known.is_revoked(offered[1]):
             raise ProviderError(
                 f"{where}: host key {fingerprint(key)} is revoked in known_hosts",
                 "do not connect; find out why the host presents a revoked key",
             )
+        if offered in self.known.quick(name):
+            return
+        known = self.known.lookup(name)
         if offered in known:
             return
         if known:
@@ -557,6 +597,30 @@ class SshProvider:
             transport.close()
         if self._agent is not None:
             self._agent.close()
+        if self.hints_path is not None and self.known.hints_changed:
+            _write_hints(self.hints_path, self.known.hints_json())
+            self.known.hints_changed = False
+
+
+def _read_hints(path: Path | None) -> dict[str, list[str]]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # only a speed-up: a missing or damaged file costs one scan
+    return data if isinstance(data, dict) else {}
+
+
+def _write_hints(path: Path, hints: dict[str, list[str]]) -> None:
+    merged = {**_read_hints(path), **hints}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(merged, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # best effort: the next run scans again
 
 
 def _collect(chan: paramiko.Channel, deadline: float) -> tuple[bytes | None, bytes | None]:
