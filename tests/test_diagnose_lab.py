@@ -307,3 +307,49 @@ def test_cli_json_and_table(dlab: DiagLab, tmp_path: Path) -> None:
     bad = subprocess.run([*base, "--threshold", "slow_msec=3"], capture_output=True, text=True,
                          env=env, timeout=60)  # fmt: skip
     assert bad.returncode == 1 and "unknown diagnosis threshold" in bad.stderr
+
+
+RUNBOOK = """
+apiVersion: irctl/v1
+kind: Runbook
+name: diagnose-drill
+title: branch on the diagnosis
+inputs:
+  cluster: {type: string, required: true}
+steps:
+  - id: diagnose
+    action: diagnose.cluster
+    with: {cluster: "{{ inputs.cluster }}", samples: 5, backend_samples: 3,
+           thresholds: {storm_share: 0.4}}
+  - id: storm-only
+    when: "steps.diagnose.output.classification == 'client_storm'"
+    action: assert
+    with: {that: "{{ steps.diagnose.output.storm_sources | length > 0 }}"}
+  - id: healthy
+    action: assert
+    with: {that: "{{ steps.diagnose.output.classification == 'healthy' }}"}
+"""
+
+
+def test_runbook_drill_runs_the_diagnosis_for_real_and_branches(
+    dlab: DiagLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from irctl.runbook.loader import load_runbook
+    from irctl.runbook.runner import start_run
+    from irctl.settings import Settings
+    from irctl.ui import QuietUI
+
+    monkeypatch.setenv("IRCTL_STATE_DIR", str(tmp_path / "state"))
+    path = tmp_path / "diagnose-drill.yaml"
+    path.write_text(RUNBOOK)
+    result = start_run(
+        Settings.resolve(operator="tester"), dlab.inventory(), QuietUI(assume_yes=True),
+        load_runbook(path), path, {"cluster": "lab"}, dry_run=True, yes=True,
+    )  # fmt: skip
+    steps = {s.id: s for s in result.steps}
+    assert result.status in ("succeeded", "planned"), (result.error, steps)
+    # A read runs for real in a drill: the drill branches exactly as a live run would.
+    assert steps["diagnose"].output["classification"] == "healthy"
+    assert steps["diagnose"].output["thresholds"]["storm_share"] == 0.4
+    assert steps["storm-only"].status == "not_run"
+    assert steps["healthy"].status in ("succeeded", "executed")
