@@ -15,6 +15,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +46,28 @@ def start_memcached() -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("memcached did not start")
 
 
+class HungServer:
+    """Accepts connections and never answers: a memcached wedged the way the incident saw."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = int(self.sock.getsockname()[1])
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.held.append(self.sock.accept()[0])
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
 def inventory_for(
     ports: list[int], distribution: str = "ketama", hash_name: str = "fnv1a_64"
 ) -> Inventory:
@@ -53,7 +76,7 @@ def inventory_for(
     return Inventory.model_validate({"clusters": {"bench": {"shards": shards, "hashing": hashing}}})
 
 
-def bench_stats(inv: Inventory, repeat: int) -> None:
+def bench_stats(inv: Inventory, repeat: int, hung: int = 0) -> None:
     settings = Settings.resolve()
     for concurrency in (1, 8, 16, 50):
         times = []
@@ -63,8 +86,9 @@ def bench_stats(inv: Inventory, repeat: int) -> None:
             data = cache_stats(inv, "bench", [], provider, concurrency)
             times.append(time.perf_counter() - started)
             provider.close()
-            assert not data["unreachable"], data["unreachable"]
-        print(f"cache stats, {data['servers']} servers, concurrency {concurrency:>2}: "
+            assert len(data["unreachable"]) == hung, data["unreachable"]
+        label = f", {hung} hung" if hung else ""
+        print(f"cache stats, {data['servers']} servers{label}, concurrency {concurrency:>2}: "
               f"median {statistics.median(times) * 1000:7.1f} ms  "
               f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f})")  # fmt: skip
 
@@ -100,6 +124,7 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=50)
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--hung", type=int, default=5, help="servers that accept and never answer")
     args = parser.parse_args()
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -111,6 +136,12 @@ def main() -> None:
             ports.append(port)
         print(f"started {len(ports)} memcached in {time.perf_counter() - started:.1f} s")
         bench_stats(inventory_for(ports), args.repeat)
+        if args.hung:
+            wedged = [HungServer() for _ in range(args.hung)]
+            live = ports[: args.servers - args.hung] + [h.port for h in wedged]
+            bench_stats(inventory_for(live), 1, hung=args.hung)
+            for server in wedged:
+                server.close()
         bench_locate(ports, args.keys)
     finally:
         for proc in procs:

@@ -24,19 +24,16 @@ _FNV32_INIT = 2166136261
 _FNV32_PRIME = 16777619
 
 
-def _sx32(byte: int) -> int:
-    """(uint32_t)(char)byte: sign-extended like the C code does on signed-char platforms."""
-    return byte | 0xFFFFFF00 if byte & 0x80 else byte
-
-
-def _sx64(byte: int) -> int:
-    return byte | 0xFFFFFFFFFFFFFF00 if byte & 0x80 else byte
+# (uint32_t)(char)byte and (uint64_t)(char)byte, as tables: sign-extended like the C code
+# does where char is signed. Tables rather than calls: the loops below run per key byte.
+_SX32 = tuple(b | 0xFFFFFF00 if b & 0x80 else b for b in range(256))
+_SX64 = tuple(b | 0xFFFFFFFFFFFFFF00 if b & 0x80 else b for b in range(256))
 
 
 def one_at_a_time(key: bytes) -> int:
     value = 0
     for byte in key:
-        value = (value + _sx32(byte)) & M32
+        value = (value + _SX32[byte]) & M32
         value = (value + (value << 10)) & M32
         value ^= value >> 6
     value = (value + (value << 3)) & M32
@@ -83,8 +80,7 @@ def crc32a(key: bytes) -> int:
 def fnv1_64(key: bytes) -> int:
     value = _FNV64_INIT
     for byte in key:
-        value = (value * _FNV64_PRIME) & M64
-        value ^= _sx64(byte)
+        value = ((value * _FNV64_PRIME) & M64) ^ _SX64[byte]
     return value & M32
 
 
@@ -93,24 +89,21 @@ def fnv1a_64(key: bytes) -> int:
     value = _FNV64_INIT & M32
     prime = _FNV64_PRIME & M32
     for byte in key:
-        value ^= _sx32(byte)
-        value = (value * prime) & M32
+        value = ((value ^ _SX32[byte]) * prime) & M32
     return value
 
 
 def fnv1_32(key: bytes) -> int:
     value = _FNV32_INIT
     for byte in key:
-        value = (value * _FNV32_PRIME) & M32
-        value ^= _sx32(byte)
+        value = ((value * _FNV32_PRIME) & M32) ^ _SX32[byte]
     return value
 
 
 def fnv1a_32(key: bytes) -> int:
     value = _FNV32_INIT
     for byte in key:
-        value ^= _sx32(byte)
-        value = (value * _FNV32_PRIME) & M32
+        value = ((value ^ _SX32[byte]) * _FNV32_PRIME) & M32
     return value
 
 
@@ -129,7 +122,7 @@ def hsieh(key: bytes) -> int:
     if rem == 3:
         value = (value + (key[pos] | key[pos + 1] << 8)) & M32
         value ^= (value << 16) & M32
-        value ^= (_sx32(key[pos + 2]) << 18) & M32
+        value ^= (_SX32[key[pos + 2]] << 18) & M32
         value = (value + (value >> 11)) & M32
     elif rem == 2:
         value = (value + (key[pos] | key[pos + 1] << 8)) & M32
