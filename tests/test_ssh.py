@@ -192,3 +192,28 @@ def test_auth_failure_is_one_line_with_a_hint(lab: Lab, tmp_path: Path) -> None:
         ssh.run(refs(lab)[0], ["true"])
     assert "authentication as 'root' refused" in err.value.message
     assert err.value.hint and "key_file" in err.value.hint
+
+
+def test_ssh_run_action_reads_and_journals_mutations(lab: Lab, make_ctx: Any) -> None:
+    from irctl.actions.base import Effect
+    from irctl.actions.ssh import SshRun, SshRunParams
+
+    action = SshRun()
+    ctx = make_ctx(lab.inventory())
+    read = SshRunParams(cluster="lab", argv=["cat", "/proc/net/sockstat"], effect="read")
+    assert action.effect_for(read) is Effect.READ
+    out = action.run(read, ctx)
+    assert out.ok and [row["host"] for row in out.output["hosts"]] == [h.name for h in lab.proxies]
+    assert all("TCP: inuse" in row["stdout"] for row in out.output["hosts"])
+    assert not list(ctx.journal.records())  # reads are journaled by the engine, not here
+    write = SshRunParams(
+        cluster="lab", argv=["sh", "-c", "exit 7"], effect="mutate", hosts=["proxy-2", "proxy-3"]
+    )
+    assert action.effect_for(write) is Effect.MUTATE
+    plan = action.plan(write, ctx)
+    assert plan.targets == ["proxy-2", "proxy-3"] and "sh -c 'exit 7'" in plan.details[0]
+    out = action.run(write, ctx)
+    assert not out.ok and out.output["failed_hosts"] == ["proxy-2", "proxy-3"]
+    assert out.output["failures"]["count"] == 2
+    events = [(r["event"], r.get("ok")) for r in ctx.journal.records()]
+    assert events == [("intent", None), ("result", False)]

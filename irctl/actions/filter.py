@@ -14,6 +14,7 @@ from irctl.actions.base import BaseAction, Context, Effect, Outcome, Plan, Recon
 from irctl.actions.base import Params as BaseParams
 from irctl.actions.ssh import cluster_hosts
 from irctl.errors import InputError
+from irctl.journal import aggregate_errors
 
 if TYPE_CHECKING:
     from irctl.providers.ssh import HostRef
@@ -112,14 +113,15 @@ class FilterBlock(BaseAction):
             applied = [h for h in targets if h.name not in failed]
             failed.update(fleet.verify_applied(nft, applied, pf))
             applied = [h for h in applied if h.name not in failed]
+            failures = aggregate_errors(list(failed.items())) if failed else None
             if failed and not params.partial_ok:
-                m.result(ok=False, error=f"{len(failed)} host(s) failed", failed=failed)
+                m.result(ok=False, error=f"{len(failed)} host(s) failed", failures=failures)
             else:
                 m.result(
                     ok=True,
                     cluster=params.cluster,
                     filters=pf.filters([h.name for h in applied]),
-                    failed=failed or None,
+                    failures=failures,
                 )
         if failed and not params.partial_ok:
             rolled, rb_errors = self._roll_back(ctx, applied, set(ids))
@@ -165,7 +167,12 @@ class FilterBlock(BaseAction):
         names = [h.name for h in hosts]
         with ctx.mutation("nft.revert", targets=names, params={"filter_ids": sorted(ids)}) as m:
             removed, errors = fleet.revert_on(ctx.provider(SshProvider), hosts, ids)
-            m.result(ok=not errors, filter_ids=sorted(ids), removed=removed, errors=errors or None)
+            m.result(
+                ok=not errors,
+                filter_ids=sorted(ids),
+                removed=removed,
+                errors=aggregate_errors(list(errors.items())) if errors else None,
+            )
         return sorted(removed), errors
 
     def _kill(self, ctx: Context, nft: Any, hosts: list[HostRef], pf: Any) -> dict[str, Any]:
@@ -180,7 +187,11 @@ class FilterBlock(BaseAction):
             )
             remaining = {o.host.name: o.value for o in outcomes if o.value is not None}
             errors = {o.host.name: o.error for o in outcomes if o.error}
-            m.result(ok=not errors, remaining=remaining, errors=errors or None)
+            m.result(
+                ok=not errors,
+                remaining=remaining,
+                errors=aggregate_errors(list(errors.items())) if errors else None,
+            )
         stuck = {n: c for n, c in remaining.items() if c}
         if stuck:
             ctx.ui.warn(
@@ -234,7 +245,12 @@ def revert_filters(ctx: Context, ids: set[str], hosts: list[HostRef]) -> Outcome
     names = [h.name for h in hosts]
     with ctx.mutation("nft.revert", targets=names, params={"filter_ids": sorted(ids)}) as m:
         removed, errors = fleet.revert_on(ctx.provider(SshProvider), hosts, ids)
-        m.result(ok=not errors, filter_ids=sorted(ids), removed=removed, errors=errors or None)
+        m.result(
+            ok=not errors,
+            filter_ids=sorted(ids),
+            removed=removed,
+            errors=aggregate_errors(list(errors.items())) if errors else None,
+        )
     output = {"filter_ids": sorted(ids), "removed": removed, "errors": errors}
     if errors:
         return Outcome.failed(

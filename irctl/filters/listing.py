@@ -96,7 +96,10 @@ def build_listing(
         expiries = sorted(f.pop("_expiries"))
         if expiries:
             f["expires_at"] = iso(expiries[-1])
-        missing = [n for n in readable if n not in f["hosts"]]
+        # Compare with where this filter was applied (journal) when we know it: a block
+        # on chosen hosts is not missing from the others.
+        meant = recalled.get(f["id"], {}).get("hosts") or readable
+        missing = [n for n in readable if n in meant and n not in f["hosts"]]
         f["differences"] = []
         if missing:
             f["differences"].append(f"missing on {', '.join(missing)}")
