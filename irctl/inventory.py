@@ -72,6 +72,8 @@ class Shard(_Strict):
 class Hashing(_Strict):
     distribution: Literal["ketama", "modula", "random"] = "ketama"
     hash: str = "fnv1a_64"
+    # twemproxy's hash_tag, e.g. "{}": only the part of a key between the two is hashed.
+    hash_tag: str | None = Field(default=None, min_length=2, max_length=2)
 
 
 class Backend(_Strict):

@@ -133,6 +133,7 @@ def cluster_of(
     weights: list[int] | None = None,
     distribution: str = "ketama",
     hash_name: str = "fnv1a_64",
+    hash_tag: str | None = None,
 ) -> Cluster:
     weights = weights or [1] * len(servers)
     return Cluster.model_validate(
@@ -141,7 +142,7 @@ def cluster_of(
                 {"name": n, "servers": [m.address], "weight": w}
                 for n, m, w in zip(names, servers, weights, strict=True)
             ],
-            "hashing": {"distribution": distribution, "hash": hash_name},
+            "hashing": {"distribution": distribution, "hash": hash_name, "hash_tag": hash_tag},
         }
     )
 

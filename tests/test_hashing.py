@@ -98,6 +98,21 @@ def test_names_nutcracker_cannot_hash_are_refused(backends: list[Memcached]) -> 
         ring_for(cluster_of(backends, ["a b", "a", "b"]))
 
 
+@pytest.mark.parametrize("distribution", ["ketama", "modula"])
+def test_hash_tag_matches_nutcracker(
+    backends: list[Memcached], tmp_path: Path, distribution: str
+) -> None:
+    rng = random.Random(4)
+    keys = [f"user:{{{i % 40}}}:item:{i}".encode() for i in range(300)]
+    keys += [b"{}empty", b"no-tag", b"open{only", b"}{reversed}", b"{a}{b}", b"x{}y{z}"]
+    keys += [bytes(rng.choice(b"{}ab") for _ in range(rng.randint(1, 8))) for _ in range(200)]
+    cluster = cluster_of(backends, NAMES, [1, 2, 1], distribution, "fnv1a_64", hash_tag="{}")
+    proxy_agrees(cluster, backends, tmp_path, list(dict.fromkeys(keys)))
+    locator = Locator(cluster)
+    tagged = {locator.locate(f"user:{{7}}:item:{i}").shard.name for i in range(50)}
+    assert len(tagged) == 1  # one tag, one shard: the point of hash tags
+
+
 def test_one_shard_takes_every_key() -> None:
     ring = Ring([Node("solo")], "md5", "ketama")
     assert {ring.index(k) for k in sample_keys(50)} == {0}

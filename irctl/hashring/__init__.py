@@ -46,7 +46,8 @@ def check_shards(cluster: Cluster) -> None:
 def ring_for(cluster: Cluster) -> Ring:
     check_shards(cluster)
     nodes = [Node(shard.name, shard.weight) for shard in cluster.shards]
-    return Ring(nodes, cluster.hashing.hash, cluster.hashing.distribution)
+    hashing = cluster.hashing
+    return Ring(nodes, hashing.hash, hashing.distribution, hashing.hash_tag)
 
 
 @dataclass(frozen=True)

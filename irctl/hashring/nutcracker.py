@@ -50,9 +50,12 @@ def pool_config(
                 "give every shard the same number of servers",
             )
         servers.append(server_line(shard.servers[replica], shard.weight, shard.name))
+    hashing: dict[str, Any] = {"hash": cluster.hashing.hash}
+    if cluster.hashing.hash_tag:
+        hashing["hash_tag"] = cluster.hashing.hash_tag
     return {
         "listen": listen,
-        "hash": cluster.hashing.hash,
+        **hashing,
         "distribution": cluster.hashing.distribution,
         **DEFAULT_OPTIONS,
         **dict(options or {}),

@@ -61,7 +61,9 @@ def ketama_points_per_server(weight: int, total_weight: int, live: int) -> int:
 class Ring:
     """A pool's continuum: `index(key)` is the position of the node in `nodes` holding `key`."""
 
-    def __init__(self, nodes: Sequence[Node], hash_name: str, distribution: str) -> None:
+    def __init__(
+        self, nodes: Sequence[Node], hash_name: str, distribution: str, hash_tag: str | None = None
+    ) -> None:
         if distribution not in DISTRIBUTIONS:
             raise InputError(
                 f"distribution {distribution!r} has no fixed key placement",
@@ -80,6 +82,9 @@ class Ring:
                 raise InputError(f"shard {node.name!r} has weight {node.weight}", "use 1 or more")
         self.nodes = twemproxy_order(nodes)
         self.hash_name = hash_name
+        self.hash_tag = hash_tag.encode() if hash_tag else None
+        if self.hash_tag is not None and len(self.hash_tag) != 2:
+            raise InputError(f"hash_tag {hash_tag!r} is not two characters", "write it like {}")
         self.distribution = distribution
         self._values: list[int] = []
         self._owners: list[int] = []
@@ -112,8 +117,20 @@ class Ring:
         self._values = [value for value, _ in points]
         self._owners = [owner for _, owner in points]
 
+    def hashed_part(self, key: bytes) -> bytes:
+        """With a hash_tag like b"{}", only a non-empty part between the first "{" and the
+        next "}" is hashed; otherwise the whole key (server_pool_idx)."""
+        if self.hash_tag is None:
+            return key
+        start = key.find(self.hash_tag[:1])
+        if start < 0:
+            return key
+        end = key.find(self.hash_tag[1:], start + 1)
+        return key[start + 1 : end] if end - start > 1 else key
+
     def hash(self, key: bytes) -> int:
         """The value twemproxy dispatches on (0 for an empty key, as server_pool_hash does)."""
+        key = self.hashed_part(key)
         if len(self.nodes) == 1 or not key:
             return 0
         return self.key_hash(key)
