@@ -157,6 +157,8 @@ def test_cli_validate_without_paths_uses_runbook_dirs(
     write(tmp_path, "two")
     code, out, _ = cli(capsys, "--runbooks", str(tmp_path), "validate")
     assert (code, out) == (0, "2 runbook file(s) valid\n")
+    code, out, _ = cli(capsys, "validate", str(tmp_path))  # a folder given as a path
+    assert (code, out) == (0, "2 runbook file(s) valid\n")
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, err = cli(capsys, "--runbooks", str(empty), "validate")
