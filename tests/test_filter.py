@@ -269,3 +269,17 @@ def test_overlapping_filter_is_refused_and_reconcile_finds_applied(
     assert rec.outcome.undo == out.undo
     FilterBlock().undo(out.undo or {}, c)
     assert FilterBlock().reconcile(intent, c).state == "not_applied"
+
+
+def test_revert_of_an_unknown_id_is_refused_not_silently_ok(
+    lab: Lab, ctx: Callable[..., Context]
+) -> None:
+    c = ctx()
+    out = block(c, cidrs=[cidr(lab, 0)])
+    with pytest.raises(InputError, match="never applied"):
+        FilterRevert().run(RevertParams(ids=["flt-00000000", *out.output["filter_ids"]]), c)
+    assert connect(lab, 0)[0] == "refused"  # nothing changed
+    other = ctx(run_id="run-elsewhere")  # a journal-less revert still finds it on the hosts
+    other.journal.path = c.journal.path.with_name("other.jsonl")
+    assert FilterRevert().run(RevertParams(ids=out.output["filter_ids"]), other).ok
+    assert connect(lab, 0)[0] == "connected"

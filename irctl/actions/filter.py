@@ -300,6 +300,7 @@ class FilterRevert(BaseAction):
 
         ids = self._ids(params)
         hosts = self._hosts(params, ctx)
+        self._check_known(ids, hosts, ctx)
         details: list[str] = []
         found = 0
         for r in Nft(ctx.provider(SshProvider)).read(hosts):
@@ -319,5 +320,26 @@ class FilterRevert(BaseAction):
             data={"filter_ids": sorted(ids), "elements": found},
         )
 
+    def _check_known(self, ids: set[str], hosts: list[HostRef], ctx: Context) -> None:
+        """A mistyped id must not "succeed" while the real filter stays: refuse unknown ids."""
+        from irctl.filters import fleet
+        from irctl.filters.listing import journal_filter_ids
+        from irctl.providers.nft import Nft
+        from irctl.providers.ssh import SshProvider
+
+        unseen = ids - journal_filter_ids(ctx.journal)
+        if not unseen:
+            return
+        for r in Nft(ctx.provider(SshProvider)).read(hosts):
+            unseen -= {e.info.id for e in fleet.present(r.value or [], unseen) if e.info}
+        if unseen:
+            raise InputError(
+                f"no filter {', '.join(sorted(unseen))} on the hosts, and this journal never "
+                "applied it",
+                "check the id with `irctl filter list`; nothing was changed",
+            )
+
     def run(self, params: Any, ctx: Context) -> Outcome:
-        return revert_filters(ctx, self._ids(params), self._hosts(params, ctx))
+        ids, hosts = self._ids(params), self._hosts(params, ctx)
+        self._check_known(ids, hosts, ctx)
+        return revert_filters(ctx, ids, hosts)

@@ -48,6 +48,15 @@ def journal_filters(journal: Journal) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in applied.items() if k not in reverted}
 
 
+def journal_filter_ids(journal: Journal) -> set[str]:
+    """Every filter id this journal recorded an apply intent for (applied or not)."""
+    ids: set[str] = set()
+    for rec in journal.records():
+        if rec.get("event") == "intent" and rec.get("action") == "nft.block":
+            ids.update((rec.get("params") or {}).get("filter_ids") or [])
+    return ids
+
+
 def build_listing(
     hosts: list[HostRef],
     reads: list[HostOutcome[list[Element]]],
