@@ -313,6 +313,20 @@ def test_template_syntax_errors(demo_actions: None) -> None:
     ]
 
 
+def test_multi_line_templates_and_tests(demo_actions: None) -> None:
+    # A literal block keeps the line break, so the error is on line 2 of the template.
+    text = edited("{% endfor %}", "\n        {% endfro %}").replace("cluster: >-", "cluster: |-")
+    assert check(text) == [
+        f"{at(text, '|-')}: with: template syntax: Encountered unknown tag 'endfro'. "
+        "Jinja was looking for the following tags: 'endfor' or 'else'. The innermost block "
+        "that needs to be closed is 'for'. (line 2 of the template)"
+    ]
+    text = edited("run.dry_run is false", "run.dry_run is fals")
+    assert check(text) == [
+        f"{at(text, chr(34) + 'steps[')}: expect: unknown test 'fals' (did you mean false?)"
+    ]
+
+
 def test_lock_is_rendered_before_steps(demo_actions: None) -> None:
     text = edited("on_failure: rollback", 'on_failure: rollback\nlock: "{{ steps.look }}"')
     assert check(text) == [
