@@ -155,3 +155,18 @@ def test_fifty_shards_match_nutcracker(
     if weights == "equal":
         assert ring_for(cluster).points == 50 * 156
     proxy_agrees(cluster, fifty, tmp_path, sample_keys(3000, seed=3))
+
+
+def test_replica_pools_name_servers_by_shard() -> None:
+    from irctl.hashring.nutcracker import pool_config
+
+    cluster = Cluster.model_validate(
+        {"shards": [{"name": "a", "servers": ["h1:11211", "h2:11211"], "weight": 3},
+                    {"name": "b", "servers": ["h3:11211"]}],
+         "hashing": {"hash": "md5", "hash_tag": "{}"}}
+    )  # fmt: skip
+    pool = pool_config(cluster, "127.0.0.1:22121")
+    assert pool["servers"] == ["h1:11211:3 a", "h3:11211:1 b"]
+    assert (pool["hash"], pool["hash_tag"], pool["auto_eject_hosts"]) == ("md5", "{}", False)
+    with pytest.raises(InputError, match="no server number 2"):
+        pool_config(cluster, "127.0.0.1:22121", replica=1)
