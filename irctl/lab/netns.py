@@ -315,17 +315,27 @@ class Network:
         _run(["ip", "link", "set", self.bridge, "up"])
         return self
 
-    def add_host(self, name: str) -> Host:
-        """A new namespace with a veth into the bridge, the next address and `lo` up."""
+    def add_host(self, name: str, address: str | None = None) -> Host:
+        """A new namespace with a veth into the bridge, `address` (default: the next) and `lo` up.
+
+        An explicit address is how `irctl lab` gives a namespace an EC2 instance's private IP.
+        """
         if self.subnet is None:
             raise LabError("call Network.up() before add_host()")
         with self._lock:
             if name in self.hosts:
                 raise LabError(f"host {name!r} exists")
-            if self._next > self.MAX_HOSTS:
-                raise LabError(f"at most {self.MAX_HOSTS} hosts per network")
-            address = str(self.subnet.network_address + self._next)
-            self._next += 1
+            if address is not None:
+                wanted = ipaddress.ip_address(address)
+                if wanted not in self.subnet or wanted == self.subnet.network_address + 1:
+                    raise LabError(f"{address} is not a host address of {self.subnet}")
+                if any(h.address == address for h in self.hosts.values()):
+                    raise LabError(f"{address} is already used by a host")
+            else:
+                if self._next > self.MAX_HOSTS:
+                    raise LabError(f"at most {self.MAX_HOSTS} hosts per network")
+                address = str(self.subnet.network_address + self._next)
+                self._next += 1
             self._index += 1
             host = Host(
                 name=name,
@@ -374,6 +384,37 @@ class Network:
             self._is_up = False
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @classmethod
+    def attach(
+        cls,
+        prefix: str,
+        token: str,
+        subnet: str,
+        workdir: Path,
+        *,
+        next_address: int = 2,
+        next_index: int = 0,
+    ) -> Network:
+        """A `Network` another process brought up (`irctl lab` keeps one across commands).
+
+        Add its existing hosts with `adopt`; `down()` then removes them like its own.
+        """
+        net = cls(prefix, workdir)
+        net.token = token
+        net.bridge = f"irb{token}"
+        net.subnet = ipaddress.IPv4Network(subnet)
+        net._next = next_address
+        net._index = next_index
+        net._is_up = True
+        return net
+
+    def adopt(self, name: str, netns: str, address: str, veth: str, pids: Sequence[int]) -> Host:
+        """Track a host that already exists (made by an earlier process)."""
+        host = Host(name=name, netns=netns, address=address, veth=veth, network=self)
+        host.pids.extend(pids)
+        self.hosts[name] = host
+        return host
 
     def __enter__(self) -> Network:
         return self.up()
