@@ -178,6 +178,11 @@ def test_cli_runbooks_list_and_show(capsys: pytest.CaptureFixture[str], tmp_path
             "steps": 2,
         }
     ]
+    code, out, _ = cli(capsys, "--runbooks", str(tmp_path), "runbooks", "list")
+    assert out.splitlines() == [
+        "NAME   SEVERITY  TITLE            FILE",
+        f"pause  -         Pause and check  {tmp_path / 'pause.yaml'}",
+    ]
     code, out, _ = cli(capsys, "--runbooks", str(tmp_path), "runbooks", "show", "pause")
     assert code == 0
     assert "  1. settle  wait  [read]\n       does: pause for a while" in out

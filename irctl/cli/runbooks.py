@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
 from irctl.cli.common import emit, state
 from irctl.errors import UsageError
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 runbooks_app = typer.Typer(help="The codified incident types.", no_args_is_help=True)
 
@@ -76,22 +73,19 @@ def show(
     emit(info, markdown(info) if format_ == "md" else plain(info))
 
 
-def _list_table(entries: list[dict[str, Any]]) -> Any:
-    def show(console: Console) -> None:
-        from rich.table import Table
-
-        if not entries:
-            console.print("no runbooks found (see --runbooks)")
-            return
-        table = Table(show_edge=False, pad_edge=False)
-        for column in ("name", "severity", "title", "file"):
-            table.add_column(column)
-        for e in entries:
-            title = e["title"] or f"(invalid: {e.get('problems', 0)} problem(s))"
-            table.add_row(e["name"], e["severity"] or "-", title, e["file"])
-        console.print(table)
-
-    return show
+def _list_table(entries: list[dict[str, Any]]) -> str:
+    """Aligned columns: readable in a pipe and a narrow terminal, unlike a wrapped table."""
+    if not entries:
+        return "no runbooks found (see --runbooks)"
+    rows = [("NAME", "SEVERITY", "TITLE", "FILE")]
+    for e in entries:
+        title = e["title"] or f"(invalid: {e.get('problems', 0)} problem(s), see irctl validate)"
+        rows.append((e["name"], e["severity"] or "-", title, e["file"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]
+        for row in rows
+    )
 
 
 def _effect_label(step: dict[str, Any]) -> str:
