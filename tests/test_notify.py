@@ -452,13 +452,29 @@ def test_statuspage_reconcile_finds_the_incident_tagged_with_this_run(
         ]
     )
     action = get_action("notify.statuspage")
-    found = action.reconcile({"action": "statuspage.create_incident"}, ctx)
+    # The engine hands over the step's own intent record.
+    intent = {"action": "notify.statuspage", "params": {"status": "investigating", "body": "b"}}
+    found = action.reconcile(intent, ctx)
     assert found.state == "applied" and found.outcome is not None
     assert found.outcome.output["incident_id"] == "inc9"
     assert ctx.run_state["statuspage_incident_id"] == "inc9"
+    # Now the run has an incident: a later in-doubt step was an update, sent again.
+    assert action.reconcile(intent, ctx).state == "not_applied"
+    assert len(httpserver.log) == 1
+    ctx.run_state.clear()
     httpserver.clear()
     httpserver.expect_request("/v1/pages/pg1/incidents/unresolved").respond_with_json([])
-    assert action.reconcile({"action": "statuspage.create_incident"}, ctx).state == "not_applied"
+    assert action.reconcile(intent, ctx).state == "not_applied"
+    httpserver.clear()
+    httpserver.expect_request("/v1/pages/pg1/incidents/unresolved").respond_with_data("", 403)
+    verdict = action.reconcile(intent, ctx)
+    assert verdict.state == "not_applied" and "may be opened twice" in verdict.detail
+
+
+def test_other_notifications_are_sent_again_after_a_crash(ctx: Context) -> None:
+    for name in ("notify.slack", "notify.webhook"):
+        verdict = get_action(name).reconcile({"action": name, "params": {}}, ctx)
+        assert verdict.state == "not_applied"
 
 
 def test_secret_echoed_by_the_server_is_redacted_everywhere(

@@ -139,6 +139,10 @@ class _Notify(BaseAction):
         }
         return Outcome(ok=True, output=output, targets=[d.target], summary=summary)
 
+    def reconcile(self, intent: dict[str, Any], ctx: Context) -> Reconciled:
+        # A sent message cannot be looked up; sending it again beats blocking the resume.
+        return Reconciled("not_applied", detail="cannot check a sent message; it is sent again")
+
     def send_headers(self, d: Delivery, body: bytes) -> dict[str, str]:
         return {}
 
@@ -268,15 +272,16 @@ class NotifyStatuspage(_Notify):
         }
 
     def reconcile(self, intent: dict[str, Any], ctx: Context) -> Reconciled:
-        """After a crash mid-create: did the page get an incident tagged with this run?"""
+        """After a crash mid-step: an update is simply sent again; an opening is looked up."""
         from irctl.providers.http import HttpProvider
 
         cfg = ctx.inventory.notify.statuspage
-        if intent.get("action") != "statuspage.create_incident" or cfg is None:
-            return super().reconcile(intent, ctx)
+        params = intent.get("params") or {}
+        if cfg is None or params.get("incident_id") or current_incident(ctx) is not None:
+            return Reconciled("not_applied", detail="the incident update is sent again")
         key = env_secret(ctx, cfg.api_key_env)
         if key is None:
-            return Reconciled("unknown", detail=f"{cfg.api_key_env} is not set")
+            return Reconciled("not_applied", detail=f"{cfg.api_key_env} is not set")
         try:
             response = ctx.provider(HttpProvider).request(
                 "GET",
@@ -285,7 +290,9 @@ class NotifyStatuspage(_Notify):
                 headers={"Authorization": f"OAuth {key}"},
             )
         except ProviderError as exc:
-            return Reconciled("unknown", detail=str(ctx.journal.redact(exc.message)))
+            # Not knowing must not block the resume: at worst customers see two incidents.
+            error = ctx.journal.redact(exc.message)
+            return Reconciled("not_applied", detail=f"{error}; the incident may be opened twice")
         for incident in response.data if isinstance(response.data, list) else []:
             tag = ((incident.get("metadata") or {}).get("irctl") or {}).get("run_id")
             if tag == ctx.run_id:
@@ -296,11 +303,12 @@ class NotifyStatuspage(_Notify):
                     "channel": "statuspage",
                     "incident_id": incident["id"],
                     "status": incident.get("status"),
+                    "summary": f"incident {incident['id']} was opened before the crash",
                 }
                 return Reconciled(
                     "applied",
-                    Outcome(ok=True, output=output),
-                    detail=f"incident {incident['id']} exists",
+                    Outcome(ok=True, output=output, targets=[f"statuspage/{cfg.page_id}"]),
+                    detail=f"incident {incident['id']} carries this run's id",
                 )
         return Reconciled("not_applied", detail="no unresolved incident carries this run's id")
 
