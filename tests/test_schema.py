@@ -15,6 +15,7 @@ from irctl.actions import ACTIONS
 from irctl.cli.main import main
 from irctl.runbook.loader import find_runbooks, validate_file
 from irctl.runbook.schema import runbook_schema, schema_text
+from irctl.runbook.validate import validate_text
 from irctl.settings import SHIPPED_RUNBOOKS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "runbook.schema.json"
@@ -79,6 +80,14 @@ def test_the_example_and_shipped_runbooks_pass(validator: jsonschema.protocols.V
         ]
         assert errors == [], path
         assert validate_file(path)[1] == [], path  # and the validator agrees
+
+
+def test_the_documented_example_is_valid(validator: jsonschema.protocols.Validator) -> None:
+    guide = (DOC.parent / "writing-runbooks.md").read_text()
+    example = guide.split("## An example", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    runbook, problems = validate_text(example, "example.yaml")
+    assert problems == [] and runbook is not None
+    assert list(validator.iter_errors(yaml.safe_load(example))) == []
 
 
 def _errors(validator: jsonschema.protocols.Validator, data: dict[str, Any]) -> list[str]:
