@@ -107,12 +107,8 @@ class FilterBlock(BaseAction):
             targets=names,
             params={"filter_ids": ids, "cluster": params.cluster, "batch": batch},
         ) as m:
-            failed = {
-                o.host.name: o.error or "" for o in nft.apply(targets, lambda h: batch) if o.error
-            }
+            failed = fleet.apply_and_verify(nft, targets, pf)
             applied = [h for h in targets if h.name not in failed]
-            failed.update(fleet.verify_applied(nft, applied, pf))
-            applied = [h for h in applied if h.name not in failed]
             failures = aggregate_errors(list(failed.items())) if failed else None
             if failed and not params.partial_ok:
                 m.result(ok=False, error=f"{len(failed)} host(s) failed", failures=failures)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from irctl.errors import InputError, IrctlError, RefusedError
+from irctl.errors import InputError, IrctlError, ProviderError, RefusedError
 from irctl.filters import spec as fs
 from irctl.filters.nftables import Element, block_batch, revert_batch, set_name
 
@@ -108,8 +108,8 @@ def preflight(params: Any, ctx: Context, hosts: list[HostRef]) -> Preflight:
     ports = list(specs[0].ports)
 
     def look(host: HostRef) -> HostView:
-        peer = ssh.peer_address(host)
-        return HostView(peer, nft.read_one(host), nft.established_one(host, cidrs, ports))
+        peer, established, elements = nft.preflight_one(host, cidrs, ports)
+        return HostView(peer, elements, established)
 
     pf = Preflight(specs, hosts, created=int(time.time()))
     for outcome in ssh.each(hosts, look):
@@ -164,17 +164,17 @@ def present(elements: list[Element], ids: set[str]) -> list[Element]:
     return [e for e in elements if e.info is not None and e.info.id in ids]
 
 
-def verify_applied(nft: Nft, hosts: list[HostRef], pf: Preflight) -> dict[str, str]:
-    """Read each host back; the hosts where some element is missing, with why."""
+def apply_and_verify(nft: Nft, hosts: list[HostRef], pf: Preflight) -> dict[str, str]:
+    """Apply the batch on every host and check what it reads back: {host: why it failed}."""
     want = pf.expected_keys()
     ids = {s.id for s in pf.specs}
+    batch = pf.batch
     failed: dict[str, str] = {}
-    for outcome in nft.read(hosts):
+    for outcome in nft.ssh.each(hosts, lambda h: nft.apply_one(h, batch)):
         if outcome.value is None:
-            failed[outcome.host.name] = f"cannot read back: {outcome.error}"
+            failed[outcome.host.name] = outcome.error or "unknown error"
             continue
-        have = {e.key for e in present(outcome.value, ids)}
-        missing = want - have
+        missing = want - {e.key for e in present(outcome.value, ids)}
         if missing:
             s, cidr, port = sorted(missing)[0]
             failed[outcome.host.name] = f"read back without {cidr} . {port} in {s}"
@@ -200,13 +200,13 @@ def revert_on(
             if not elements:
                 return 0
             try:
-                nft.apply_one(host, revert_batch(elements))
+                after = nft.apply_one(host, revert_batch(elements))
             except IrctlError:
                 if attempt == 2:
                     raise
                 continue
-            if present(nft.read_one(host), ids):
-                raise RefusedError(f"{host.label}: elements still present after delete")
+            if present(after, ids):
+                raise ProviderError(f"{host.label}: elements still present after delete")
             return len(elements)
         return 0
 
