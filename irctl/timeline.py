@@ -330,6 +330,8 @@ class _Builder:
             detail = brief(output) if ok else f"FAILED: {rec.get('error')}"
         if kind:
             targets = _targets(rec.get("targets")) or self.targets_of(rec)
+            if kind == "notifications":  # the step succeeds either way; delivery is the news
+                ok = ok and isinstance(output, dict) and bool(output.get("delivered"))
             self.change(kind, rec, action, ok, detail, targets)
         if ok and kind != "notifications":
             self.milestone("mitigated", rec, f"step {rec.get('step')}")

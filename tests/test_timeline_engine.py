@@ -179,7 +179,7 @@ def test_live_runbook_timeline_through_the_cli(
     ]
     assert "| Mitigated (first change to the fleet) | 21:00:10 | +9s | step fix |" in md
     assert "| Resolved (run succeeded) | 21:00:24 | +23s | run succeeded |" in md
-    assert "- **Notifications:** 3" in md
+    assert "- **Notifications:** 3 (1 not delivered)" in md
     events = md[md.index("## Events") + 2 :]
     assert events == LIVE_EVENTS.replace("{dir}", str(tmp_path)).splitlines()
 

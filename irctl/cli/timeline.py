@@ -70,7 +70,7 @@ def targets(values: list[str], limit: int = 5) -> str:
 def _change_line(c: Change, multi_day: bool) -> str:
     where = f"`{c.step}`" + (f"[{c.item}]" if c.item else "")
     on = f" on {targets(c.targets)}" if c.targets else ""
-    mark = "" if c.ok else " **failed**"
+    mark = "" if c.ok or c.detail.startswith("NOT delivered") else " **failed**"
     detail = f": {c.detail}" if c.detail else ""
     return f"  - {clock(c.ts, multi_day)} {where} {c.action}{on}{mark}{detail}"
 
@@ -126,7 +126,11 @@ def render_markdown(t: Timeline) -> str:
     lines += ["## What would have changed" if t.dry_run else "## What changed", ""]
     for key, label, _ in KINDS:
         found = t.changes.get(key, [])
-        lines.append(f"- **{label}:** {len(found) if found else 'none'}")
+        count = str(len(found)) if found else "none"
+        failed = sum(1 for c in found if not c.ok)
+        if failed and key == "notifications":
+            count += f" ({failed} not delivered)"
+        lines.append(f"- **{label}:** {count}")
         lines += [_change_line(c, multi_day) for c in found]
     if t.dry_run:
         lines += ["", "## What would have been done", ""]
