@@ -126,7 +126,7 @@ def test_waiter_times_out_on_schedule(aws: AwsWorld) -> None:
     world.client("ec2").stop_instances(InstanceIds=world.instance_ids)
     polls: list[int] = []
     started = time.monotonic()
-    with pytest.raises(WaitTimeout, match="waited 0.3s for ec2 instance_running"):
+    with pytest.raises(WaitTimeout, match=r"waited 0\.3s for ec2 instance_running"):
         aws_.wait(
             "ec2",
             "instance_running",

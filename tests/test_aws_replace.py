@@ -130,6 +130,13 @@ def test_replace_through_autoscaling_group(aws: AwsWorld, make_ctx: Callable[...
     world = aws.build(3, asg=True)
     ctx = make_ctx(world.inventory(discover=True), run_id="run-asg")
     old = world.instance_ids[0]
+    drill = make_ctx(world.inventory(discover=True), dry_run=True)
+    plan = get_action(ACTION).plan(params(proxy=old), drill)
+    assert plan.details[0] == (
+        "autoscaling.TerminateInstanceInAutoScalingGroup("
+        f"InstanceId='{old}', ShouldDecrementDesiredCapacity=False)"
+    )
+    assert world.asg_instances() == sorted(world.instance_ids)
 
     outcome = get_action(ACTION).run(params(proxy=old), ctx)
 
@@ -364,3 +371,17 @@ def test_draining_is_shown_and_waited_for_before_termination(
     bar = next(b for b in ui.bars if b[0].startswith(f"draining {old}"))
     assert "deregistration delay 2s" in bar[0]
     assert len(bar[2]) >= 4  # one update per poll: three draining answers, then unused
+
+
+def test_static_proxy_without_instance_id_resolves_by_address(
+    aws: AwsWorld, make_ctx: Callable[..., Context]
+) -> None:
+    world = aws.build(2)
+    inventory = world.inventory()
+    for proxy in inventory["clusters"]["use1-a"]["proxies"]:
+        del proxy["instance_id"]
+    ctx = make_ctx(inventory)
+    outcome = get_action(ACTION).run(params(proxy="proxy-1"), ctx)
+    assert outcome.ok, outcome.error
+    assert outcome.output["old_instance_id"] == world.instance_ids[0]
+    assert world.states()[world.instance_ids[0]] == "terminated"

@@ -13,6 +13,7 @@ the timeout is the caller's, not the waiter's default.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -61,6 +62,7 @@ class AwsProvider:
         self.region = region
         self.endpoint_url = endpoint_url
         self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()  # API calls made, by `service.Operation`
         self.requests = 0  # HTTP requests sent, retries included
 
@@ -77,14 +79,16 @@ class AwsProvider:
     # -- calls ---------------------------------------------------------------
     def client(self, service: str) -> Any:
         """The run's client for `service`; event hooks count calls and HTTP attempts."""
-        if service not in self._clients:
-            client = self._session.client(
-                service, endpoint_url=self.endpoint_url, config=self._config
-            )
-            client.meta.events.register("before-call", self._count_call)
-            client.meta.events.register("before-send", self._count_request)
-            self._clients[service] = client
-        return self._clients[service]
+        # foreach items may run in threads: clients are thread-safe, building one is not.
+        with self._lock:
+            if service not in self._clients:
+                client = self._session.client(
+                    service, endpoint_url=self.endpoint_url, config=self._config
+                )
+                client.meta.events.register("before-call", self._count_call)
+                client.meta.events.register("before-send", self._count_request)
+                self._clients[service] = client
+            return self._clients[service]
 
     def _count_call(self, model: Any = None, **_: Any) -> None:
         if model is not None:
