@@ -494,3 +494,26 @@ def test_secret_echoed_by_the_server_is_redacted_everywhere(
     shown = json.dumps(out.output) + (out.summary or "") + " ".join(ui.messages)
     assert SP_KEY not in shown and SP_KEY not in saved_text(ctx)
     assert "OAuth ***" in saved_text(ctx)
+
+
+def test_statuspage_components_by_name_and_unknown_ones_left_out(
+    make_ctx: Callable[..., Context], httpserver: HTTPServer, env: None
+) -> None:
+    drill = make_ctx(inventory(httpserver), dry_run=True)
+    shown = plan(
+        "notify.statuspage",
+        {
+            "status": "identified",
+            "body": "b",
+            "components": ["cache", "nope", "cmpP"],
+            "component_status": "partial_outage",
+        },
+        drill,
+    )
+    incident = shown.data["payload"]["incident"]
+    assert incident["component_ids"] == ["cmpC", "cmpP"]
+    assert incident["components"] == {"cmpC": "partial_outage", "cmpP": "partial_outage"}
+    assert shown.warnings == [
+        "unknown Statuspage component 'nope' left out (inventory has: cache, proxies)"
+    ]
+    assert len(httpserver.log) == 0
