@@ -94,7 +94,7 @@ def remote_script(
         f"awk {shlex.quote(_DUMP)} {' '.join(_PROC_FILES)} </dev/null 2>/dev/null",
         "echo @@probe",
     ]
-    if backends:
+    if backends and samples > 0:
         lines += [
             "if command -v bash >/dev/null 2>&1; then",
             f"bash -s {int(samples)} {timeout:.3f} {probe_budget(samples, timeout)} {targets}"
