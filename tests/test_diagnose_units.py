@@ -406,3 +406,98 @@ def test_two_equal_heavy_clients_do_not_hide_each_other() -> None:
     v = _run([_proxy("proxy-0", 2020, clients), _proxy("proxy-1", 20), _proxy("proxy-2", 20)])
     assert v.classification == "client_storm"
     assert v.storm_sources == ["198.18.9.1/32", "198.18.9.2/32"]
+
+
+# -- assembly with fake providers: rows for failures, notes for a broken probe ---------------
+
+
+class _FakeSsh:
+    command_timeout = 10.0
+
+    def __init__(self, outputs: dict[str, str | None]) -> None:
+        self.outputs = outputs
+        self.scripts: list[str] = []
+
+    def run_many(self, hosts, argv, *, stdin=None, timeout=None, concurrency=None, on_result=None):  # type: ignore[no-untyped-def]
+        from irctl.providers.ssh import CommandResult, HostResult
+
+        self.scripts.append(stdin)
+        out = []
+        for h in hosts:
+            text = self.outputs[h.name]
+            if text is None:
+                r = HostResult(h, None, f"{h.name}: connect timed out")
+            else:
+                r = HostResult(h, CommandResult(h.name, 0, text, "", 5), None)
+            if on_result:
+                on_result(r)
+            out.append(r)
+        return out
+
+
+class _BrokenProbe:
+    def start(self, targets, *, samples, timeout):  # type: ignore[no-untyped-def]
+        from irctl.errors import ProviderError
+
+        class Running:
+            def wait(self) -> None:
+                raise ProviderError("the latency probe failed: boom")
+
+            def cancel(self) -> None:
+                pass
+
+        return Running()
+
+
+class _Stats:
+    def stats_many(self, servers):  # type: ignore[no-untyped-def]
+        from irctl.errors import ProviderError
+
+        return {
+            s: ProviderError(f"memcached {s}: stats failed")
+            if s.startswith("bad")
+            else {"curr_connections": "3"}
+            for s in servers
+        }
+
+
+def test_assembly_keeps_rows_for_failures(make_ctx) -> None:  # type: ignore[no-untyped-def]
+    from irctl.actions.diagnose import DiagnoseCluster, DiagnoseParams
+    from irctl.providers.memcached import MemcachedProvider
+    from irctl.providers.probe import ProbeProvider
+    from irctl.providers.ssh import SshProvider
+
+    inventory = {
+        "allowlist": ["198.18.7.0/24"],
+        "clusters": {
+            "c": {
+                "proxy_port": 22121,
+                "proxies": [
+                    {"name": "p1", "address": "198.18.7.1"},
+                    {"name": "p2", "address": "198.18.7.2"},
+                ],
+                "shards": [
+                    {"name": "s0", "servers": ["good:11211"]},
+                    {"name": "s1", "servers": ["bad:11211"]},
+                ],
+            }
+        },
+    }
+    ssh = _FakeSsh({"p1": RECORDED, "p2": None})
+    ctx = make_ctx(
+        inventory,
+        overrides={SshProvider: ssh, ProbeProvider: _BrokenProbe(), MemcachedProvider: _Stats()},
+    )
+    params = DiagnoseParams.model_validate({"cluster": "c", "backend_samples": 5})
+    out = DiagnoseCluster().run(params, ctx).output
+    rows = {h["name"]: h for h in out["hosts"]}
+    assert rows["p2"]["reachable"] is False and "timed out" in rows["p2"]["error"]
+    assert rows["p1"]["established"] == 3047 and rows["p1"]["operator_path"] is None
+    assert any("probe failed" in f["message"] for f in out["findings"])
+    assert {b["server"]: b["reachable"] for b in out["backends"]} == {
+        "good:11211": True,
+        "bad:11211": False,
+    }
+    # The storm source is allowlisted (198.18.7.0/24 covers 198.18.7.20): never named.
+    assert out["storm_sources"] == []
+    assert "'good:11211' 'bad:11211'" in ssh.scripts[0] or "good:11211 bad:11211" in ssh.scripts[0]

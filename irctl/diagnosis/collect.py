@@ -57,13 +57,20 @@ def diagnose(
     started = time.monotonic()
 
     probe = _start_probe(ctx, proxies, spec.proxy_port, options)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="diagnose-stats") as pool:
-        stats_future = pool.submit(_backend_stats, ctx, list(shard_of))
-        ssh_results = _measure_proxies(ctx, proxies, spec.proxy_port, list(shard_of), options)
-        backends = [
-            BackendReport(server, shard_of[server], **found)
-            for server, found in stats_future.result().items()
-        ]
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="diagnose-stats") as pool:
+            stats_future = pool.submit(_backend_stats, ctx, list(shard_of))
+            ssh_results = _measure_proxies(ctx, proxies, spec.proxy_port, list(shard_of), options)
+            backends = [
+                BackendReport(server, shard_of[server], **found)
+                for server, found in stats_future.result().items()
+            ]
+        ctx.check_cancelled()
+    except BaseException:
+        # Cancelled or broken: the probe child must not outlive the step.
+        if not isinstance(probe, BaseException):
+            probe.cancel()
+        raise
     operator_samples, probe_error = _finish_probe(probe)
 
     reports = []
