@@ -333,7 +333,7 @@ def test_timeout_does_not_stop_the_run(
         "error": "webhook/slow: timed out after 2 attempt(s)",
         "summary": "NOT delivered to webhook/slow: webhook/slow: timed out after 2 attempt(s)",
     }
-    assert 0.6 <= elapsed < 3.0
+    assert 0.6 <= elapsed < 5.0  # two 0.3 s timeouts, not the 10 s the server would take
     assert len(arrived) == 2
     events = [(r["event"], r.get("ok")) for r in journal_events(ctx)]
     assert events == [("intent", None), ("result", False)]
