@@ -9,7 +9,7 @@ import pytest
 
 from irctl.actions import get_action
 from irctl.actions.base import Context
-from irctl.errors import InputError, ProviderError
+from irctl.errors import InputError, ProviderError, RefusedError
 from irctl.providers.memcached import MemcachedProvider
 
 INVENTORY = {"clusters": {"c": {"shards": [
@@ -109,6 +109,20 @@ def test_bad_choices_change_nothing(
     with pytest.raises(InputError, match=match):
         run(make_ctx, fake, **params)
     assert fake.calls == [] and fake.items == {}
+
+
+def test_a_server_shared_with_another_shard_is_refused(make_ctx: Callable[..., Context]) -> None:
+    inventory = {"clusters": {"c": {"shards": [
+        {"name": "a", "servers": ["127.0.0.1:1"]},
+        {"name": "b", "servers": ["127.0.0.1:1"]},
+        {"name": "z", "servers": ["127.0.0.1:4"]},
+    ]}}}  # fmt: skip
+    fake = FakeMemcached()
+    ctx = make_ctx(inventory, overrides={MemcachedProvider: fake})
+    action = get_action("cache.flush")
+    with pytest.raises(RefusedError, match="also in shard 'b'"):
+        action.plan(action.Params.model_validate({"cluster": "c", "shards": ["a"]}), ctx)
+    assert fake.calls == []
 
 
 def test_durations_are_accepted_and_bad_ones_refused() -> None:

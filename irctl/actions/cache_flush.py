@@ -115,6 +115,15 @@ class CacheFlush(BaseAction):
                 f"that is every shard of cluster {params.cluster!r}",
                 "flushing them all needs --all-shards and typing the cluster name",
             )
+        picked = {shard.name for shard in chosen}
+        for other in cluster.shards:
+            shared = set(other.servers) & {s for sh in chosen for s in sh.servers}
+            if other.name not in picked and shared:
+                raise RefusedError(
+                    f"server {sorted(shared)[0]} is also in shard {other.name!r}: "
+                    "flushing it would flush that shard too",
+                    "fix the inventory so each server is in one shard, or choose that shard too",
+                )
         return chosen
 
     def plan(self, params: FlushParams, ctx: Context) -> Plan:
