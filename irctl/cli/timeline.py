@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
 
 
 def timeline(
-    run_id: str = typer.Argument(..., help="The run, as `irctl log` shows it"),
+    run_id: str = typer.Argument(..., metavar="RUN_ID", help="The run, as `irctl log` shows it"),
     fmt: str = typer.Option("md", "--format", help="md (Markdown to paste) or json"),
 ) -> None:
     """What a run did, when, by whom: ready for the postmortem."""
