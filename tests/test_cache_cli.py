@@ -18,7 +18,7 @@ from irctl.actions.cache import locate_key
 from irctl.inventory import load_inventory
 from tests.test_cache_lab import Memcached, needs_binaries
 
-pytestmark = needs_binaries
+pytestmark = [needs_binaries, pytest.mark.slow]
 NAMES = ["shard-0", "shard-1", "shard-2"]
 KEYS = [f"tenant:{i}" for i in range(300)]
 
