@@ -104,7 +104,8 @@ class ConsoleUI(QuietUI):
             assume_yes=assume_yes,
             interactive=sys.stdin.isatty() if interactive is None else interactive,
         )
-        self.console = Console(stderr=True, highlight=False)
+        # emoji off: `:pager:` in a label must print as written, not as 📟.
+        self.console = Console(stderr=True, highlight=False, emoji=False)
 
     def info(self, message: str) -> None:
         self.console.print(message, markup=False)

@@ -79,8 +79,7 @@ class Count(BaseAction):
         return Outcome(ok=True, output={"count": len(names), "names": names})
 
 
-def register() -> None:
-    from irctl.actions import ACTIONS
-
-    ACTIONS["test.touch"] = "tests.engine_actions:Touch"
-    ACTIONS["test.count"] = "tests.engine_actions:Count"
+TEST_ACTIONS = {
+    "test.touch": "tests.engine_actions:Touch",
+    "test.count": "tests.engine_actions:Count",
+}

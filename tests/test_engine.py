@@ -13,9 +13,16 @@ from irctl.actions.base import Context
 from irctl.runbook.engine import Engine
 from irctl.runbook.model import Runbook
 from irctl.runbook.state import load_run
-from tests.engine_actions import register
+from tests.engine_actions import TEST_ACTIONS
 
-register()
+
+@pytest.fixture(autouse=True)
+def _test_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test actions exist only inside these tests (the schema test counts actions)."""
+    from irctl.actions import ACTIONS
+
+    for name, target in TEST_ACTIONS.items():
+        monkeypatch.setitem(ACTIONS, name, target)
 
 
 def book(steps: list[dict[str, Any]], **extra: Any) -> Runbook:

@@ -76,7 +76,7 @@ def state() -> AppState:
 def stdout_console() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, emoji=False)
 
 
 def emit(data: Any, text: Callable[[Console], None] | str | None = None) -> None:
