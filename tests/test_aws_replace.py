@@ -385,3 +385,41 @@ def test_static_proxy_without_instance_id_resolves_by_address(
     assert outcome.ok, outcome.error
     assert outcome.output["old_instance_id"] == world.instance_ids[0]
     assert world.states()[world.instance_ids[0]] == "terminated"
+
+
+def test_group_replacement_resumed_after_crash_terminates_nothing_more(
+    aws: AwsWorld, make_ctx: Callable[..., Context]
+) -> None:
+    """The process dies right after the group was told to terminate the old instance."""
+    world = aws.build(3, asg=True)
+    inventory = world.inventory(discover=True)
+    old = world.instance_ids[1]
+    action = get_action(ACTION)
+    first = make_ctx(inventory, run_id="run-asg-crash", step_id="replace")
+    seen: list[str] = []
+
+    def crash(model: Any, **_: Any) -> None:
+        seen.append(model.name)
+        if model.name == "DescribeAutoScalingGroups" and (
+            "TerminateInstanceInAutoScalingGroup" in seen
+        ):
+            raise Crash
+
+    first.provider(AwsProvider).client("autoscaling").meta.events.register("before-call", crash)
+    with pytest.raises(Crash):
+        action.run(params(proxy=old), first)
+    assert world.states()[old] == "terminated"
+    members = world.asg_instances()
+
+    resumed = make_ctx(inventory, run_id="run-asg-crash", step_id="replace")
+    outcome = action.run(params(proxy=old), resumed)
+
+    assert outcome.ok, outcome.error
+    assert outcome.output["new_instance_id"] in set(members) - set(world.instance_ids)
+    assert world.asg_instances() == members  # nothing else was terminated or launched
+    terminations = [
+        r
+        for r in resumed.journal.records()
+        if r["event"] == "intent" and r["action"].startswith("autoscaling.terminate")
+    ]
+    assert len(terminations) == 1

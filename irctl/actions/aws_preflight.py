@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from irctl.actions.aws import TAG_REPLACES, aws_of, step_key, tagged_instances, target_group
 from irctl.errors import InputError, RefusedError
+from irctl.inventory import Proxy
 
 if TYPE_CHECKING:
     from irctl.actions.base import Context
-    from irctl.inventory import Cluster, Proxy
+    from irctl.inventory import Cluster
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Preflight:
     run_id: str
     step: str
     forced: str | None = None
+    prior: dict[str, Any] | None = None  # params of this step's calls before a crash
 
     @property
     def old_id(self) -> str:
@@ -54,6 +56,7 @@ class Preflight:
             "cluster": self.cluster,
             "proxy": self.proxy.name,
             "old_instance_id": self.old_id,
+            "old_address": self.proxy.address,
             "step_key": self.step,
             "mode": self.mode,
         }
@@ -64,7 +67,16 @@ def preflight(ctx: Context, cluster: str, ref: str, force: bool) -> Preflight:
 
     spec = ctx.inventory.cluster(cluster)
     tg = target_group(cluster, spec)
-    proxy = find_proxy(proxies_for(ctx, cluster), cluster, ref)
+    prior = prior_call(ctx)
+    try:
+        proxy = find_proxy(proxies_for(ctx, cluster), cluster, ref)
+    except InputError:
+        # A resumed step whose old instance is already out of the (discovered) list.
+        if not prior or ref not in (prior.get("proxy"), prior.get("old_instance_id")):
+            raise
+        proxy = Proxy(
+            name=prior["proxy"], address=prior["old_address"], instance_id=prior["old_instance_id"]
+        )
     aws = aws_of(ctx)
     if proxy.instance_id:
         found = aws.instances(filters=[{"Name": "instance-id", "Values": [proxy.instance_id]}])
@@ -91,9 +103,26 @@ def preflight(ctx: Context, cluster: str, ref: str, force: bool) -> Preflight:
         run_id=ctx.run_id,
         step=step_key(ctx.step_id, ctx.item_key),
     )
-    _check_membership(ctx, pre)
+    pre.prior = prior
+    if not prior:
+        _check_membership(ctx, pre)
     pre.forced = _last_healthy(pre, force)
     return pre
+
+
+def prior_call(ctx: Context) -> dict[str, Any] | None:
+    """This step's first journaled AWS call from an earlier attempt (resume), if any."""
+    for record in ctx.journal.records(ctx.run_id):
+        params = record.get("params") or {}
+        if (
+            record.get("event") == "intent"
+            and record.get("step") == ctx.step_id
+            and record.get("item") == ctx.item_key
+            and params.get("old_instance_id")
+            and params.get("old_address")
+        ):
+            return dict(params)
+    return None
 
 
 def _check_membership(ctx: Context, pre: Preflight) -> None:

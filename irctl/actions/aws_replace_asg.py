@@ -57,13 +57,15 @@ def replace_in_group(ctx: Context, pre: Preflight, keep_old: bool) -> Outcome:
 
     aws = aws_of(ctx)
     assert pre.asg is not None and pre.asg_name is not None
-    members = {i["InstanceId"] for i in pre.asg.get("Instances", [])}
-    # Instances that were there before this replacement are never taken for the new one.
-    known = members | {pre.old_id}
+    members = sorted(i["InstanceId"] for i in pre.asg.get("Instances", []))
+    # Members from before this replacement are never taken for the new one; a resumed
+    # step reads them from its journaled call (bounded: exact up to 50 members).
+    before = (pre.prior or {}).get("before") or members
+    known = {str(i) for i in before} | {pre.old_id}
     if pre.old_id in members:
         first = group_steps(pre, keep_old)[0]
         assert isinstance(first, ApiCall)
-        execute(ctx, first, [pre.old_id], **pre.context())
+        execute(ctx, first, [pre.old_id], before=members, **pre.context())
 
     def new_member() -> str | None:
         group = aws.auto_scaling_group(pre.asg_name or "")
