@@ -120,3 +120,46 @@ def test_bad_input_is_one_line_and_changes_nothing(aws: AwsWorld, tmp_path: Path
         assert message in error and "\n" not in error, (args, doc)
         assert "Traceback" not in done.stderr
     assert (world.states(), world.targets()) == before
+
+
+DIE_ON_REGISTER = """
+import os
+import botocore.client
+
+_real = botocore.client.BaseClient._make_api_call
+
+
+def _die(self, operation_name, api_params):
+    if operation_name == "RegisterTargets":
+        os._exit(137)  # the process dies between launch and registration: no cleanup at all
+    return _real(self, operation_name, api_params)
+
+
+botocore.client.BaseClient._make_api_call = _die
+"""
+
+
+def test_killed_replacement_resumes_without_a_second_launch(aws: AwsWorld, tmp_path: Path) -> None:
+    world = aws.build(3)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(DIE_ON_REGISTER)
+    dying = dict(os.environ, PYTHONPATH=str(hook))
+
+    done = irctl(world, tmp_path, "replace-proxy", "proxy-1", "-c", "use1-a", "--yes", env=dying)
+
+    assert done.returncode == 137, done.stderr
+    launched = set(world.states()) - set(world.instance_ids)
+    assert len(launched) == 1
+    journal = [json.loads(line) for line in (tmp_path / "state" / "journal.jsonl").open()]
+    run_id = journal[0]["run_id"]
+
+    done = irctl(world, tmp_path, "resume", run_id, "--yes", "--output", "json")
+
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["status"] == "succeeded"
+    assert doc["steps"][0]["output"]["new_instance_id"] in launched
+    assert set(world.states()) - set(world.instance_ids) == launched  # no second instance
+    assert world.states()[world.instance_ids[0]] == "terminated"
+    assert "reconcile" in done.stderr and "not_applied" in done.stderr
