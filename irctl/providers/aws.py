@@ -20,14 +20,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
 from irctl.errors import ProviderError
-from irctl.providers.aws_errors import api_name, wrap
+from irctl.providers.aws_errors import wrap
 
 if TYPE_CHECKING:
     from irctl.inventory import Inventory
     from irctl.settings import Settings
 
 SERVICES = ("ec2", "elbv2", "autoscaling")
-# Failures that mean "the world refused", not "retry later": a waiter must stop on them.
+# botocore's reason when one attempt just has not reached the state yet; any other
+# WaiterError is a terminal state (an instance that terminated while we waited for it).
 _WAIT_AGAIN = "Max attempts exceeded"
 
 
@@ -204,9 +205,3 @@ def _describe(params: dict[str, Any]) -> str:
             items = params[key]
             return ",".join(str(i["Id"]) if isinstance(i, dict) else str(i) for i in items)
     return ""
-
-
-def call_text(service: str, method: str, params: dict[str, Any]) -> str:
-    """An API call as the plan shows it: `ec2.RunInstances(MinCount=1, ...)`."""
-    args = ", ".join(f"{k}={v!r}" for k, v in params.items())
-    return f"{api_name(service, method)}({args})"
