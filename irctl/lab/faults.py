@@ -24,7 +24,15 @@ from irctl.errors import InputError, ProviderError
 from irctl.lab.holder import MAX_PER_PROCESS
 from irctl.lab.hosts import attach, in_netns
 from irctl.lab.netns import Host
-from irctl.lab.state import FaultRecord, HostRecord, LabState, lab_dir, read_state, updating
+from irctl.lab.state import (
+    FaultRecord,
+    HostRecord,
+    LabState,
+    lab_dir,
+    pid_alive,
+    read_state,
+    updating,
+)
 
 TABLE = "irctl_lab_fault"
 STORM_CHUNK = 1500
@@ -102,14 +110,23 @@ def _hold(host: Host, target: HostRecord, port: int, count: int, tag: str) -> li
     deadline = time.monotonic() + 90
     for pid, ready, n in pids:
         while not ready.exists():
-            if time.monotonic() > deadline or not in_netns(pid, host.netns):
+            # Not `in_netns`: until `ip netns exec` has switched, the child is in ours.
+            if time.monotonic() > deadline or not pid_alive(pid):
+                _kill([p for p, _, _ in pids], host.netns)
                 raise ProviderError(
-                    f"{host.name} could not open {n} connections to {target.name}",
-                    "irctl lab fault clear; see the lab's logs folder",
+                    f"{host.name} could not open {n} connections to {target.name} in 90s",
+                    "is there packet loss on it (irctl lab status)? see the lab's logs folder",
                 )
             time.sleep(0.05)
         ready.unlink()
     return [p for p, _, _ in pids]
+
+
+def _kill(pids: list[int], netns: str) -> None:
+    for pid in pids:
+        if in_netns(pid, netns):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
 
 def storm(
@@ -135,9 +152,14 @@ def overload(state_dir: Path, proxy: str | None, per_client: int) -> dict[str, A
     state = current(state_dir)
     dst = resolve(state, [proxy], "proxy")[0] if proxy else state.by_role("proxy")[0]
     net = attach(state)
-    pids = []
-    for client in state.by_role("client"):
-        pids += _hold(net.hosts[client.name], dst, state.proxy_port, per_client, "overload")
+    pids: list[int] = []
+    try:
+        for client in state.by_role("client"):
+            pids += _hold(net.hosts[client.name], dst, state.proxy_port, per_client, "overload")
+    except BaseException:
+        for client in state.by_role("client"):
+            _kill(pids, client.netns)
+        raise
     with updating(lab_dir(state_dir)) as st:
         st.faults.append(FaultRecord("overload", [dst.name], pids, {"per_client": per_client}))
     return {"fault": "overload", "proxy": dst.name, "per_client": per_client}

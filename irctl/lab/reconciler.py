@@ -93,7 +93,14 @@ def patch_target_health(checker: HealthChecker, subnet_id: str) -> None:
         instance = ec2_backend.get_instance_by_id(target["Id"])
         if instance is None or getattr(instance, "subnet_id", None) != subnet_id:
             return status
-        state, reason, description = checker.state(instance.private_ip_address)
+        state: str
+        reason: str | None
+        description: str | None
+        if instance.state != "running":
+            # moto keeps calling a terminated group member healthy; a load balancer would not.
+            state, reason, description = "unused", "Target.InvalidState", "Target is not running"
+        else:
+            state, reason, description = checker.state(instance.private_ip_address)
         if state == "healthy":
             return status
         return models.FakeHealthStatus(
