@@ -369,7 +369,7 @@ def test_draining_is_shown_and_waited_for_before_termination(
     assert outcome.ok, outcome.error
     assert terminated_after == [3]
     bar = next(b for b in ui.bars if b[0].startswith(f"draining {old}"))
-    assert "deregistration delay 2s" in bar[0]
+    assert "deregistration delay 2s" in bar[0] and bar[1] == 2
     assert len(bar[2]) >= 4  # one update per poll: three draining answers, then unused
 
 

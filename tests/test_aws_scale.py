@@ -166,3 +166,34 @@ def test_scale_bad_input(aws: AwsWorld, make_ctx: Callable[..., Context]) -> Non
     with pytest.raises(ValueError):
         params(add=0)
     assert intents(ctx) == []
+
+
+def test_resumed_group_scale_does_not_raise_capacity_twice(
+    aws: AwsWorld, make_ctx: Callable[..., Context]
+) -> None:
+    """The process dies (a BaseException from a botocore hook) right after the capacity change."""
+    world = aws.build(2, asg=True)
+    inventory = world.inventory(discover=True)
+    action = get_action(ACTION)
+    first = make_ctx(inventory, run_id="run-asg-resume", step_id="add")
+    seen: list[str] = []
+
+    class Crash(BaseException):
+        pass
+
+    def crash(model: Any, **_: Any) -> None:
+        seen.append(model.name)
+        if model.name == "DescribeAutoScalingGroups" and "UpdateAutoScalingGroup" in seen:
+            raise Crash
+
+    first.provider(AwsProvider).client("autoscaling").meta.events.register("before-call", crash)
+    with pytest.raises(Crash):
+        action.run(params(add=1), first)
+
+    resumed = make_ctx(inventory, run_id="run-asg-resume", step_id="add")
+    outcome = action.run(params(add=1), resumed)
+
+    assert outcome.ok, outcome.error
+    assert len(world.asg_instances()) == 3
+    assert intents(resumed) == ["autoscaling.update_auto_scaling_group"]
+    assert outcome.undo is not None and outcome.undo["previous_desired"] == 2

@@ -135,13 +135,18 @@ def wait_for(
     what: str,
     *,
     timeout: float | None = None,
+    total: float | None = None,
     **params: Any,
 ) -> None:
-    """A botocore waiter with the inventory's poll interval, a timeout and a progress bar."""
+    """A botocore waiter with the inventory's poll interval, a timeout and a progress bar.
+
+    `total` sets the bar's length when the expected duration is known (draining: the
+    deregistration delay); otherwise the bar runs against the timeout.
+    """
     settings = ctx.inventory.aws
     limit = settings.wait_timeout if timeout is None else timeout
     started = ctx.clock.monotonic()
-    with ctx.ui.progress(what, total=limit) as bar:
+    with ctx.ui.progress(what, total=total or limit) as bar:
 
         def on_poll(_: int) -> None:
             ctx.check_cancelled()

@@ -199,6 +199,7 @@ def replace_from_template(ctx: Context, pre: Preflight, keep_old: bool) -> Outco
         "target_deregistered",
         f"draining {pre.old_id} (deregistration delay {delay:g}s)",
         timeout=delay + ctx.inventory.aws.wait_timeout,
+        total=delay,
         TargetGroupArn=pre.tg,
         Targets=[{"Id": pre.old_id, "Port": pre.port}],
     )

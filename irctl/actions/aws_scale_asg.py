@@ -51,16 +51,22 @@ def scale_group(ctx: Context, cluster: str, name: str, add: int) -> Outcome:
     from irctl.actions.aws_scale import _added
 
     aws = aws_of(ctx)
+    prior = _prior_update(ctx, ctx.run_id, ctx.step_id, ctx.item_key)
     group = aws.auto_scaling_group(name)
-    before = sorted(i["InstanceId"] for i in group.get("Instances", []))
-    update = _update_call(group, add)
-    extra = {
-        "group": name,
-        "previous_desired": int(group["DesiredCapacity"]),
-        "previous_max": int(group["MaxSize"]),
-    }
-    context = {"cluster": cluster, "step_key": step_key(ctx.step_id, ctx.item_key), **extra}
-    execute(ctx, update, [name], before=before, **context)
+    if prior is not None and int(group["DesiredCapacity"]) >= int(prior["DesiredCapacity"]):
+        # A resumed step: capacity is still raised; raising it again would add 2N. (After a
+        # failed attempt that took its instances out, capacity is back and this is skipped.)
+        before = [str(i) for i in prior.get("before", [])]
+        extra = {k: prior[k] for k in ("group", "previous_desired", "previous_max")}
+    else:
+        before = sorted(i["InstanceId"] for i in group.get("Instances", []))
+        extra = {
+            "group": name,
+            "previous_desired": int(group["DesiredCapacity"]),
+            "previous_max": int(group["MaxSize"]),
+        }
+        context = {"cluster": cluster, "step_key": step_key(ctx.step_id, ctx.item_key), **extra}
+        execute(ctx, _update_call(group, add), [name], before=before, **context)
     tg = ctx.inventory.cluster(cluster).target_group_arn or ""
 
     def new_members() -> list[str] | None:
@@ -154,6 +160,7 @@ def _drain_and_terminate(
             "target_deregistered",
             f"draining {len(registered)} proxies (deregistration delay {delay:g}s)",
             timeout=delay + ctx.inventory.aws.wait_timeout,
+            total=delay,
             **targets,
         )
     live = [
@@ -200,20 +207,29 @@ def reconcile_scale(ctx: Context, intent: dict[str, Any]) -> Reconciled:
     )
 
 
+def _prior_update(
+    ctx: Context, run_id: str, step: str | None, item: str | None
+) -> dict[str, Any] | None:
+    """The latest capacity change this step journaled before a crash, if it made one."""
+    found = None
+    for record in ctx.journal.records(run_id):
+        if (
+            record.get("event") == "intent"
+            and record.get("action") == "autoscaling.update_auto_scaling_group"
+            and record.get("step") == step
+            and record.get("item") == item
+            and "before" in (record.get("params") or {})
+        ):
+            found = dict(record["params"])
+    return found
+
+
 def _reconcile_group(
     ctx: Context, run_id: str, intent: dict[str, Any], cluster: str, add: int
 ) -> Reconciled:
     from irctl.actions.aws_scale import _undo_record
 
-    call = None
-    for record in ctx.journal.records(run_id):
-        if (
-            record.get("event") == "intent"
-            and record.get("action") == "autoscaling.update_auto_scaling_group"
-            and record.get("step") == intent.get("step")
-            and record.get("item") == intent.get("item")
-        ):
-            call = record["params"]
+    call = _prior_update(ctx, run_id, intent.get("step"), intent.get("item"))
     if call is None:
         return Reconciled(
             "not_applied", detail="the group's capacity was never changed by this step"
