@@ -109,6 +109,12 @@ class FilterBlock(BaseAction):
         ) as m:
             failed = fleet.apply_and_verify(nft, targets, pf)
             applied = [h for h in targets if h.name not in failed]
+            # nft rejects a batch as a whole; any other failure (connection lost after
+            # sending, bad read-back) may have left elements there: treat it as applied
+            # for rollback and undo, which only delete what is present.
+            in_doubt = [
+                h for h in targets if h.name in failed and "nft rejected" not in failed[h.name]
+            ]
             failures = aggregate_errors(list(failed.items())) if failed else None
             if failed and not params.partial_ok:
                 m.result(ok=False, error=f"{len(failed)} host(s) failed", failures=failures)
@@ -120,7 +126,7 @@ class FilterBlock(BaseAction):
                     failures=failures,
                 )
         if failed and not params.partial_ok:
-            rolled, rb_errors = self._roll_back(ctx, applied, set(ids))
+            rolled, rb_errors = self._roll_back(ctx, applied + in_doubt, set(ids))
             return Outcome.failed(
                 f"{len(failed)} of {len(targets)} host(s) failed ("
                 + "; ".join(f"{n}: {e}" for n, e in list(failed.items())[:2])
@@ -149,7 +155,7 @@ class FilterBlock(BaseAction):
             output=output,
             summary=summary,
             targets=[h.name for h in applied],
-            undo={"filter_ids": ids, "hosts": fleet.host_dicts(applied)},
+            undo={"filter_ids": ids, "hosts": fleet.host_dicts(applied + in_doubt)},
         )
 
     def _roll_back(
@@ -169,7 +175,7 @@ class FilterBlock(BaseAction):
                 removed=removed,
                 errors=aggregate_errors(list(errors.items())) if errors else None,
             )
-        return sorted(removed), errors
+        return sorted(n for n, count in removed.items() if count), errors
 
     def _kill(self, ctx: Context, nft: Any, hosts: list[HostRef], pf: Any) -> dict[str, Any]:
         from irctl.providers.ssh import SshProvider
