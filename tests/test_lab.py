@@ -331,3 +331,48 @@ def test_down_removes_the_lab_and_nothing_else(lab: RunningLab) -> None:
         assert again.returncode == 0 and "no lab was up" in again.stdout
     finally:
         bystander.down()
+
+
+def test_asg_lab_replacement_scaling_and_honest_health(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    small = bring_up(
+        tmp_path_factory.mktemp("asgstate"), "--asg", "--proxies", "2", "--backends", "1",
+        "--clients", "1",
+    )  # fmt: skip
+    try:
+        aws = small.state()["aws"]
+        assert aws["autoscaling_group"] == "asg-lab"
+        old = small.host("proxy-1")
+        proc = small.irctl("replace-proxy", "proxy-1", "--cluster", "lab", "--yes")
+        assert proc.returncode == 0, proc.stderr
+        wait_for(lambda: "proxy-1" not in small.state()["hosts"], what="old host removed")
+        instances = {i["instance_id"]: i for i in small.json("lab", "status")["instances"]}
+        assert instances[old["instance_id"]]["state"] == "terminated"
+        assert instances[old["instance_id"]]["target_health"] in (None, "unused", "draining")
+        proxies = [h for h in small.state()["hosts"].values() if h["role"] == "proxy"]
+        assert len(proxies) == 2 and all("nutcracker" in h["pids"] for h in proxies)
+        # An instance added through the API becomes a proxy host too.
+        proc = small.irctl("scale-proxies", "--cluster", "lab", "--add", "1", "--yes")
+        assert proc.returncode == 0, proc.stderr
+        proxies = [h for h in small.state()["hosts"].values() if h["role"] == "proxy"]
+        assert len(proxies) == 3 and all(port_open(h["address"], 22121) for h in proxies)
+        # Health comes from real checks: a proxy whose nutcracker died turns unhealthy.
+        victim = proxies[0]
+        os.kill(victim["pids"]["nutcracker"], 15)
+        wait_for(
+            lambda: (
+                {
+                    i["instance_id"]: i["target_health"]
+                    for i in small.json("lab", "status")["instances"]
+                }[victim["instance_id"]]
+                == "unhealthy"
+            ),
+            what="target health to turn unhealthy",
+        )
+    finally:
+        down = small.irctl("lab", "down")
+        assert down.returncode == 0, down.stderr
