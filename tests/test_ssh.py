@@ -217,3 +217,26 @@ def test_ssh_run_action_reads_and_journals_mutations(lab: Lab, make_ctx: Any) ->
     assert out.output["failures"]["count"] == 2
     events = [(r["event"], r.get("ok")) for r in ctx.journal.records()]
     assert events == [("intent", None), ("result", False)]
+
+
+def test_ssh_agent_keys_are_used(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(
+        ["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while not sock.exists():
+            assert time.monotonic() < deadline, "ssh-agent did not start"
+            time.sleep(0.01)
+        env = {"SSH_AUTH_SOCK": str(sock), "PATH": "/usr/bin:/bin"}
+        subprocess.run(["ssh-add", str(lab.key.private)], env=env, check=True, capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        ssh = provider(lab, key_file=None, use_agent=True)
+        try:
+            assert ssh.run(refs(lab)[0], ["true"]).ok
+        finally:
+            ssh.close()
+    finally:
+        agent.terminate()
+        agent.wait(5)
