@@ -349,6 +349,7 @@ class SshProvider:
                 types += [t for t in transport.preferred_keys if t not in types]
                 transport.get_security_options().key_types = types
             transport.banner_timeout = self.connect_timeout
+            transport.auth_timeout = self.connect_timeout
             transport.start_client(timeout=self.connect_timeout)
             self._check_host_key(name, where, transport.get_remote_server_key())
             self._authenticate(transport, target)
