@@ -162,6 +162,15 @@ class CacheFlush(BaseAction):
             ],
         )
 
+    def confirm_plan(self, params_list: list[FlushParams], ctx: Context) -> bool:
+        """The engine asks this instead of a yes/no: the operator types the shard names."""
+        for params in params_list:
+            refused = self._confirmed(params, ctx, self._chosen(params, ctx))
+            if refused:
+                ctx.ui.warn(refused)
+                return False
+        return True
+
     def _confirmed(self, params: FlushParams, ctx: Context, chosen: list[Shard]) -> str | None:
         """None when the operator typed the right names (or said --yes); else why not."""
         if ctx.assume_yes:

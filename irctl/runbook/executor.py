@@ -125,9 +125,18 @@ def execute_step(sc: StepContext) -> StepResult:
         pending = [w for w in works if w.key not in sc.done_items]
         if pending and step.confirm is not False:
             _show_plans(ctx, step.label, pending)
-            if not ctx.ui.confirm(f"Run step {step.id!r} ({len(pending)} change(s))?"):
+            # An action may ask its own, stronger question (cache.flush: type the shard names).
+            custom = getattr(action, "confirm_plan", None)
+            if callable(custom):
+                agreed = bool(custom([w.params for w in pending], ctx))
+            else:
+                agreed = ctx.ui.confirm(f"Run step {step.id!r} ({len(pending)} change(s))?")
+            if not agreed:
                 return finish("declined", plan=plans, reason="the operator declined")
         ctx.journal.check_writable()
+        # Asked and answered (or `confirm: false`): the action must not ask again.
+        sc.ctx = ctx.for_step(step.id)
+        sc.ctx.assume_yes = True
     return _run_works(sc, action, works, effect, started)
 
 
