@@ -353,3 +353,19 @@ def test_runbook_drill_runs_the_diagnosis_for_real_and_branches(
     assert steps["diagnose"].output["thresholds"]["storm_share"] == 0.4
     assert steps["storm-only"].status == "not_run"
     assert steps["healthy"].status in ("succeeded", "executed")
+
+
+def test_diagnose_host_measures_one_proxy(make_ctx: Callable[..., Context], dlab: DiagLab) -> None:
+    from irctl.actions.diagnose import DiagnoseHost, DiagnoseHostParams
+
+    target = dlab.proxies[1]
+    params = DiagnoseHostParams.model_validate(
+        {"cluster": "lab", "proxy": target.address, "samples": 5, "backend_samples": 3}
+    )
+    outcome = DiagnoseHost().run(params, make_ctx(dlab.inventory()))
+    assert outcome.ok and outcome.targets == [target.name]
+    out = outcome.output
+    assert [h["name"] for h in out["hosts"]] == [target.name]
+    assert out["hosts"][0]["reachable"] and len(out["hosts"][0]["backend_paths"]) == 2
+    assert out["classification"] == "healthy", _explain(out)
+    assert any("one proxy measured" in f["message"] for f in out["findings"])
