@@ -283,3 +283,16 @@ def test_revert_of_an_unknown_id_is_refused_not_silently_ok(
     other.journal.path = c.journal.path.with_name("other.jsonl")
     assert FilterRevert().run(RevertParams(ids=out.output["filter_ids"]), other).ok
     assert connect(lab, 0)[0] == "connected"
+
+
+def test_block_on_chosen_hosts_only(lab: Lab, ctx: Callable[..., Context]) -> None:
+    c = ctx()
+    out = block(c, cidrs=[cidr(lab, 0)], hosts=["proxy-1", lab.proxies[1].address])
+    assert out.ok and out.output["applied_hosts"] == ["proxy-1", "proxy-2"]
+    assert connect(lab, 0, proxy=0)[0] == "refused"
+    assert connect(lab, 0, proxy=2)[0] == "connected"
+    (row,) = list_filters(c.inventory, c.settings, c.journal, "lab").filters
+    assert row["hosts"] == ["proxy-1", "proxy-2"] and row["differences"] == []
+    lab.proxies[1].run(["nft", "flush", "set", "inet", "irctl", "reject4"])  # drift on one host
+    (row,) = list_filters(c.inventory, c.settings, c.journal, "lab").filters
+    assert row["hosts"] == ["proxy-1"] and row["differences"] == ["missing on proxy-2"]
