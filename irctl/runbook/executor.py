@@ -89,7 +89,7 @@ def execute_step(sc: StepContext) -> StepResult:
             )
         return finish("failed", error=f"template error: {exc.message}")
     except IrctlError as exc:
-        return finish("failed", error=exc.message)
+        return finish("failed", error=str(exc))  # message and hint
 
     effect = action.effect_for(works[0].params) if works else action.effect
     if not works:
@@ -104,7 +104,7 @@ def execute_step(sc: StepContext) -> StepResult:
             for work in works:
                 work.plan = action.plan(work.params, ctx.for_step(step.id, work.key or None))
         except IrctlError as exc:
-            return finish("failed", error=exc.message)
+            return finish("failed", error=str(exc))  # message and hint
         plans = [w.plan.to_dict() for w in works if w.plan is not None]
         if sc.dry_run:
             # One record per step, however many items: a drill over 1,000 proxies must not
