@@ -150,8 +150,30 @@ def _build(
         "targets": str(directory / "proxies.txt"),
     }
     write_state(state)
+
+    def aws_picture() -> dict[str, Any]:
+        state.endpoint = _wait_endpoint(directory, state.daemon_pid or 0)
+        return cloud.build(state, asg=asg)
+
+    # The AWS side needs only the addresses: build it while the daemons start.
+    with ThreadPoolExecutor(max_workers=1) as aws_pool:
+        aws_job = aws_pool.submit(aws_picture)
+        by_role = _start_daemons(state, net, hosts, names, key.public)
+        state.aws = aws_job.result()
+    write_inventory(state)
+    write_env(state)
+    write_targets(state)
+    for i, host in enumerate(by_role["client"]):
+        state.hosts[host.name].pids["loadgen"] = start_loadgen(host, state, seed=i)
+    state.ready = True
+    write_state(state)
+
+
+def _start_daemons(
+    state: LabState, net: Network, hosts: list[Host], names: dict[str, list[str]], public: str
+) -> dict[str, list[Host]]:
     servers = [h for h in hosts if state.hosts[h.name].role != "client"]
-    keys = net.start_sshd_all(servers, key.public)
+    keys = net.start_sshd_all(servers, public)
     for host in servers:
         rec = state.hosts[host.name]
         rec.host_key = keys[host.name]
@@ -168,28 +190,20 @@ def _build(
         pids = list(pool.map(lambda h: start_proxy(h, state), by_role["proxy"]))
     for host, pid in zip(by_role["proxy"], pids, strict=True):
         state.hosts[host.name].pids["nutcracker"] = pid
-    write_state(state)
-    state.endpoint = _wait_endpoint(directory, state.daemon_pid or 0)
-    state.aws = cloud.build(state, asg=asg)
-    write_inventory(state)
-    write_env(state)
-    write_targets(state)
-    for i, host in enumerate(by_role["client"]):
-        state.hosts[host.name].pids["loadgen"] = start_loadgen(host, state, seed=i)
-    state.ready = True
-    write_state(state)
+    return by_role
 
 
 def start_loadgen(host: Host, state: LabState, seed: int = 0) -> int:
     stats = Path(state.directory) / f"loadgen-{host.name}.json"
     return host.spawn(
         [sys.executable, "-m", "irctl.lab.loadgen", "--targets-file", state.files["targets"],
-         "--rate", "50", "--conns", "2", "--seed", str(seed), "--stats", str(stats)],
+         "--rate", "50", "--conns", "2", "--seed", str(seed), "--stats", str(stats),
+         "--prefill"],
         "loadgen",
     )  # fmt: skip
 
 
-def _wait_endpoint(directory: Path, daemon: int, timeout: float = 30.0) -> str:
+def _wait_endpoint(directory: Path, daemon: int, timeout: float = 60.0) -> str:
     path = directory / "endpoint"
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -204,7 +218,7 @@ def _wait_endpoint(directory: Path, daemon: int, timeout: float = 30.0) -> str:
     return path.read_text().strip()
 
 
-def _wait_healthy(state: LabState, timeout: float = 20.0) -> None:
+def _wait_healthy(state: LabState, timeout: float = 45.0) -> None:
     """Return once the target group reports every proxy healthy (the health checks are real)."""
     aws = cloud.provider(str(state.endpoint))
     try:
@@ -233,7 +247,7 @@ def daemon_is_ours(pid: int | None) -> bool:
     return RECONCILER.encode() in cmdline
 
 
-def _stop_daemon(pid: int | None, timeout: float = 10.0) -> None:
+def _stop_daemon(pid: int | None, timeout: float = 3.0) -> None:
     if not daemon_is_ours(pid):
         return
     assert pid is not None

@@ -2,9 +2,10 @@
 
     python -m irctl.lab.loadgen --target 198.18.5.2:22121 --target ... [--rate 100]
 
-A bounded stream of real `set`/`get` through the proxies: `--conns` connections per
-target (a few fds, far under the 20,000 per process), `--rate` operations per second in
-total, keys from a fixed set so gets hit. A failed connection is closed and reopened after
+A bounded stream of real `set`/`get` through the proxies: `--conns` connections per target
+(a few fds, far under the 20,000 per process), `--rate` operations per second in total,
+keys from a fixed set so gets hit (`--prefill` sets each once first, so item counts stay
+put while the load runs). A failed connection is closed and reopened after
 a short back-off, as a well-behaved client would. Counters go to `--stats` (JSON, replaced
 about once a second) so `irctl lab status` and the tests can see traffic flowing.
 
@@ -97,6 +98,9 @@ def run(targets: list[tuple[str, int]], args: argparse.Namespace) -> None:
     value = b"x" * args.value_size
     counts = {"ok": 0, "failed": 0, "sets": 0, "gets": 0, "connects": 0}
     period = 1.0 / args.rate if args.rate > 0 else 0.0
+    # Every key set once up front, unthrottled: item counts then stay put under steady load,
+    # so a drill can compare them before and after.
+    prefill = list(range(args.keys - 1, -1, -1)) if args.prefill else []
     next_at = time.monotonic()
     last_report = 0.0
     i = 0
@@ -110,8 +114,9 @@ def run(targets: list[tuple[str, int]], args: argparse.Namespace) -> None:
         conn = conns[i % len(conns)]
         i += 1
         fresh = conn.sock is None
-        write = rng.random() < args.set_share
-        key = f"{args.prefix}{rng.randrange(args.keys)}"
+        filling = bool(prefill)
+        write = filling or rng.random() < args.set_share
+        key = f"{args.prefix}{prefill.pop() if filling else rng.randrange(args.keys)}"
         ok = one_op(conn, key, value, write)
         counts["connects"] += int(fresh and conn.sock is not None)
         counts["ok" if ok else "failed"] += 1
@@ -120,6 +125,9 @@ def run(targets: list[tuple[str, int]], args: argparse.Namespace) -> None:
         if args.stats and now - last_report >= 1.0:
             last_report = now
             _report(Path(args.stats), counts)
+        if filling:
+            next_at = now
+            continue
         next_at += period
         if next_at > now:
             stop.wait(next_at - now)
@@ -180,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set-share", type=float, default=0.3)
     parser.add_argument("--value-size", type=int, default=100)
     parser.add_argument("--prefix", default="lab:")
+    parser.add_argument("--prefill", action="store_true", help="set every key once first")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--stats", default=None, help="write counters (JSON) here")
     args = parser.parse_args(argv)

@@ -175,6 +175,19 @@ class Reconciler:
             write_targets(st)
 
 
+def _warm_up() -> None:
+    """Load moto's EC2 data (images, instance types) while `lab up` builds namespaces."""
+    try:
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+        from moto.ec2.models import ec2_backends
+        from moto.elbv2.models import elbv2_backends
+
+        ec2_backends[DEFAULT_ACCOUNT_ID][cloud.REGION].describe_images()
+        elbv2_backends[DEFAULT_ACCOUNT_ID][cloud.REGION].describe_target_groups(None, [], [])
+    except Exception:  # an optimisation only: the first API call does the same work
+        log.exception("warming moto up failed")
+
+
 def serve(directory: Path, interval: float) -> None:
     from moto.server import ThreadedMotoServer
 
@@ -183,6 +196,7 @@ def serve(directory: Path, interval: float) -> None:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    threading.Thread(target=_warm_up, daemon=True).start()
     endpoint = directory / "endpoint"
     endpoint.with_suffix(".tmp").write_text(f"http://{host}:{port}")
     os.replace(endpoint.with_suffix(".tmp"), endpoint)
