@@ -52,7 +52,8 @@ class Report:
 
     def add(self, path: Path_, message: str, *, at_key: bool = False) -> None:
         line, col = self.pos.at(path, prefer_key=at_key)
-        self.problems.append(Problem(self.file, line, col, message))
+        # One bounded line each, whatever an exception or a validator put in the message.
+        self.problems.append(Problem(self.file, line, col, one_line(message, limit=1000)))
 
 
 def validate_text(text: str, file: str) -> tuple[Runbook | None, list[Problem]]:
