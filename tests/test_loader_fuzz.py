@@ -16,6 +16,7 @@ from irctl.runbook.loader import validate_file
 from irctl.runbook.model import Runbook
 from irctl.runbook.validate import validate_text
 from irctl.runbook.yamlpos import Problem, load_with_positions
+from irctl.settings import SHIPPED_RUNBOOKS
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -257,6 +258,38 @@ def test_random_templates(when: str, message: str, foreach: str) -> None:
     data["steps"][1]["with"] = {"message": message}
     del data["steps"][1]["with_"]
     data["lock"] = message
+    assert_clean(validate_text(yaml.safe_dump(data), "f.yaml"))
+
+
+SHIPPED = [yaml.safe_load(p.read_text()) for p in sorted(SHIPPED_RUNBOOKS.glob("*.yaml"))]
+
+
+@FUZZ
+@given(
+    st.sampled_from(SHIPPED or [BASE]),
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=40),
+            st.sampled_from(["with", "when", "foreach", "expect", "action", "id"]),
+            st.text(max_size=12),
+            st.one_of(structures, jinja_soup),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_mutated_shipped_runbooks(
+    original: dict[str, Any], changes: list[tuple[int, str, str, Any]]
+) -> None:
+    """Real actions' Params (their own validators included) meet random values."""
+    data = copy.deepcopy(original)
+    for index, field, key, value in changes:
+        step = data["steps"][index % len(data["steps"])]
+        if field == "with" and isinstance(step.get("with"), dict):
+            params = list(step["with"]) or [key]
+            step["with"][params[index % len(params)] if index % 3 else key] = value
+        else:
+            step[field] = value
     assert_clean(validate_text(yaml.safe_dump(data), "f.yaml"))
 
 
