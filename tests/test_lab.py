@@ -293,6 +293,27 @@ def test_replace_proxy_makes_a_new_host_and_removes_the_old(lab: RunningLab) -> 
     assert report["classification"] == "healthy", report["evidence"]
 
 
+def test_second_up_is_refused_and_changes_nothing(lab: RunningLab) -> None:
+    before = lab.state()
+    proc = lab.irctl("lab", "up")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == f"error: a lab is already up (state in {lab.directory})"
+    assert lab.state() == before
+    assert lab.json("lab", "status")["reconciler"]["alive"]
+
+
+def test_bad_fault_input_is_one_line_and_changes_nothing(lab: RunningLab) -> None:
+    for args, message in (
+        (("loss", "--percent", "0"), "--percent must be 1..100"),
+        (("loss", "--hosts", "nosuch"), "no lab host 'nosuch'"),
+        (("kill-backend", "--backend", "9"), "--backend must be 1..3"),
+        (("storm", "--proxy", "backend-1"), "no lab proxy 'backend-1'"),
+    ):
+        proc = lab.irctl("lab", "fault", *args)
+        assert proc.returncode == 1 and message in proc.stderr.splitlines()[0], proc.stderr
+    assert lab.state()["faults"] == []
+
+
 def test_requirements_are_checked_first(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

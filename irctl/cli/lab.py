@@ -134,7 +134,9 @@ def env() -> None:
 def loss(
     percent: int = typer.Option(15, "--percent", help="Share of packets dropped, 1-100"),
     hosts: list[str] = typer.Option(
-        None, "--hosts", help="Hosts (name or address) [default: every proxy]"
+        None,
+        "--hosts",
+        help="Hosts (name, address, or proxies|backends|clients|all) [default: proxies]",
     ),
 ) -> None:
     """Drop a share of the packets arriving at hosts (nftables numgen)."""

@@ -69,16 +69,32 @@ def resolve(state: LabState, refs: list[str], role: str | None = None) -> list[H
     return out
 
 
+ROLE_WORDS = {"proxies": "proxy", "backends": "backend", "clients": "client"}
+
+
+def hosts_for(state: LabState, refs: list[str]) -> list[HostRecord]:
+    """Hosts by name, address or instance id, or a role word (`proxies`, `all`); default proxies."""
+    out: list[HostRecord] = []
+    for ref in refs or ["proxies"]:
+        if ref == "all":
+            found = sorted(state.hosts.values(), key=lambda h: (h.role, h.name))
+        elif ref in ROLE_WORDS:
+            found = state.by_role(ROLE_WORDS[ref])
+        else:
+            found = resolve(state, [ref])
+        out += [h for h in found if h not in out]
+    return out
+
+
 def loss(state_dir: Path, percent: int, hosts: list[str]) -> dict[str, Any]:
     if not 1 <= percent <= 100:
         raise InputError(f"--percent must be 1..100, not {percent}")
     state = current(state_dir)
-    targets = resolve(state, hosts) if hosts else state.by_role("proxy")
+    targets = hosts_for(state, hosts)
     net = attach(state)
     for rec in targets:
         net.hosts[rec.name].run(["nft", "-f", "-"], input=loss_ruleset(percent))
     with updating(lab_dir(state_dir)) as st:
-        st.faults = [f for f in st.faults if f.kind != "loss"]
         st.faults.append(
             FaultRecord("loss", [r.name for r in targets], detail={"percent": percent})
         )
