@@ -369,10 +369,14 @@ def test_operator_probe_times_real_round_trips_and_counts_refusals() -> None:
         finally:
             proc.terminate()
             proc.wait(5)
-    assert len(got["mc"]) == 5
-    assert all(e is None and c is not None and r is not None and c < 1000 for c, r, e in got["mc"])
+    paths = got.paths
+    assert len(paths["mc"]) == 5
+    assert all(
+        e is None and c is not None and r is not None and c < 1000 for c, r, e in paths["mc"]
+    )
     # Refused from the first samples: the rest are not attempted but still counted as failed.
-    assert got["nothing"] == [(None, None, "connect failed: Connection refused")] * 5
+    assert paths["nothing"] == [(None, None, "connect failed: Connection refused")] * 5
+    assert len(got.timer_lag_ms) == 5 and all(lag >= 0 for lag in got.timer_lag_ms)
 
 
 def test_diagnose_help_imports_neither_paramiko_nor_boto3() -> None:
@@ -421,9 +425,9 @@ class _FakeSsh:
     def run_many(self, hosts, argv, *, stdin=None, timeout=None, concurrency=None, on_result=None):  # type: ignore[no-untyped-def]
         from irctl.providers.ssh import CommandResult, HostResult
 
-        self.scripts.append(stdin)
         out = []
         for h in hosts:
+            self.scripts.append(stdin(h) if callable(stdin) else stdin)
             text = self.outputs[h.name]
             if text is None:
                 r = HostResult(h, None, f"{h.name}: connect timed out")
@@ -500,4 +504,6 @@ def test_assembly_keeps_rows_for_failures(make_ctx) -> None:  # type: ignore[no-
     }
     # The storm source is allowlisted (198.18.7.0/24 covers 198.18.7.20): never named.
     assert out["storm_sources"] == []
-    assert "'good:11211' 'bad:11211'" in ssh.scripts[0] or "good:11211 bad:11211" in ssh.scripts[0]
+    # One script per proxy: the timer control connects to the proxy's own address.
+    assert "good:11211 bad:11211" in ssh.scripts[0] and "198.18.7.1:22121" in ssh.scripts[0]
+    assert "198.18.7.2:22121" in ssh.scripts[1]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from irctl.diagnosis.latency import PathStats, percentile
+from irctl.diagnosis.latency import PathStats, TimerLag, percentile
 from irctl.diagnosis.model import BackendReport, Finding, ProxyReport, Verdict
 
 
@@ -82,17 +82,24 @@ def classify(
     *,
     allowlist: Sequence[str],
     thresholds: Mapping[str, float],
+    operator_timer: TimerLag | None = None,
 ) -> Verdict:
     t = thresholds
     findings: list[Finding] = []
     _host_findings(proxies, backends, t, findings)
+    late = _late_timers(proxies, operator_timer, t, findings)
+
+    def bad(path: PathStats) -> bool:
+        return path.degraded(
+            t["path_slow_share"], t["path_loss_share"], count_slow=path.source not in late
+        )
 
     failed = failed_servers(proxies, backends, t)
     shards = sorted({b.shard for b in backends if b.server in failed})
     all_shards = {b.shard for b in backends}
 
     paths = [p for proxy in proxies for p in proxy.paths() if p.samples and p.target not in failed]
-    degraded = [p for p in paths if p.degraded(t["path_slow_share"], t["path_loss_share"])]
+    degraded = [p for p in paths if bad(p)]
     share = len(degraded) / len(paths) if paths else 0.0
     network_wide = len(paths) >= 2 and share > t["network_paths_share"]
 
@@ -130,7 +137,7 @@ def classify(
             "client_storm", storm_evidence, "client-connection-storm", storm_sources=storm
         )
 
-    unhealthy, evidence = _unhealthy_proxies(proxies, t)
+    unhealthy, evidence = _unhealthy_proxies(proxies, t, bad)
     if unhealthy and len(unhealthy) * 2 <= len(proxies):
         return verdict(
             "single_proxy_overload", evidence, "single-proxy-overload", unhealthy_proxies=unhealthy
@@ -260,7 +267,7 @@ def _storm(
 
 
 def _unhealthy_proxies(
-    proxies: Sequence[ProxyReport], t: Mapping[str, float]
+    proxies: Sequence[ProxyReport], t: Mapping[str, float], is_bad: Callable[[PathStats], bool]
 ) -> tuple[list[str], list[str]]:
     names: list[str] = []
     evidence: list[str] = []
@@ -288,7 +295,7 @@ def _unhealthy_proxies(
             )
             continue
         own_paths = [s for s in p.paths() if s.samples]
-        bad = [s for s in own_paths if s.degraded(t["path_slow_share"], t["path_loss_share"])]
+        bad = [s for s in own_paths if is_bad(s)]
         # Clients see a proxy through its port: a bad machine shows there, and on most of
         # its backend paths too (one slow path alone is noise or a backend's problem).
         client_view_bad = op is not None and op in bad
@@ -299,6 +306,30 @@ def _unhealthy_proxies(
                 "while most of the cluster's are not"
             )
     return names, evidence
+
+
+def _late_timers(
+    proxies: Sequence[ProxyReport],
+    operator: TimerLag | None,
+    t: Mapping[str, float],
+    findings: list[Finding],
+) -> set[str]:
+    """Sources whose own timers fire late: their slow samples measure their CPU, not the wire."""
+    late: set[str] = set()
+    timers = [(p.name, p.timer) for p in proxies] + [("operator", operator)]
+    for name, timer in timers:
+        if timer is not None and timer.slow_share > t["path_slow_share"]:
+            late.add(name)
+            findings.append(
+                Finding(
+                    "late_timers",
+                    name,
+                    f"a 2 ms timer woke {timer.p90} ms late at p90 ({_pct(timer.slow_share)} above "
+                    f"{t['slow_ms']:g} ms): its slow samples are its own load, not the "
+                    "network's (its failed samples still count)",
+                )
+            )
+    return late
 
 
 def _host_findings(

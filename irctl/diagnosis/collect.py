@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from irctl.diagnosis.classify import classify
-from irctl.diagnosis.latency import Sample, summarize
+from irctl.diagnosis.latency import Sample, TimerLag, summarize
 from irctl.diagnosis.measure import parse_measurement, probe_budget, remote_script
 from irctl.diagnosis.model import BackendReport, ProxyReport, thresholds_for
 from irctl.diagnosis.report import build_report
@@ -23,7 +23,7 @@ from irctl.errors import InputError, IrctlError, one_line
 if TYPE_CHECKING:
     from irctl.actions.base import Context
     from irctl.inventory import Proxy
-    from irctl.providers.probe import RawSample
+    from irctl.providers.probe import ProbeResult
     from irctl.providers.ssh import HostResult
 
 OPERATOR = "operator"
@@ -71,18 +71,26 @@ def diagnose(
         if not isinstance(probe, BaseException):
             probe.cancel()
         raise
-    operator_samples, probe_error = _finish_probe(probe)
+    operator_samples, operator_lag, probe_error = _finish_probe(probe)
 
     reports = []
     for proxy, result in zip(proxies, ssh_results, strict=True):
         report = _proxy_report(proxy, result, thresholds["slow_ms"], options.backend_samples)
         if proxy.name in operator_samples:
             report.operator_path = summarize(
-                OPERATOR, f"{proxy.address}:{spec.proxy_port}",
-                operator_samples[proxy.name], thresholds["slow_ms"],
-            )  # fmt: skip
+                OPERATOR,
+                f"{proxy.address}:{spec.proxy_port}",
+                operator_samples[proxy.name],
+                thresholds["slow_ms"],
+            )
         reports.append(report)
-    verdict = classify(reports, backends, allowlist=ctx.inventory.allowlist, thresholds=thresholds)
+    verdict = classify(
+        reports,
+        backends,
+        allowlist=ctx.inventory.allowlist,
+        thresholds=thresholds,
+        operator_timer=TimerLag.of(operator_lag, thresholds["slow_ms"]),
+    )
     return build_report(
         cluster=cluster,
         verdict=verdict,
@@ -106,17 +114,18 @@ def _start_probe(ctx: Context, proxies: list[Proxy], port: int, options: Options
         return exc
 
 
-def _finish_probe(probe: Any) -> tuple[dict[str, list[Sample]], str | None]:
+def _finish_probe(probe: Any) -> tuple[dict[str, list[Sample]], list[float], str | None]:
     if isinstance(probe, BaseException):
-        return {}, f"operator-side probe not run: {one_line(str(probe))}"
+        return {}, [], f"operator-side probe not run: {one_line(str(probe))}"
     try:
-        raw: dict[str, list[RawSample]] = probe.wait()
+        result: ProbeResult = probe.wait()
     except IrctlError as exc:
-        return {}, f"operator-side probe failed: {exc.message}"
-    return {
-        name: [Sample(connect_ms=c, rtt_ms=r, failed=e) for c, r, e in samples]
-        for name, samples in raw.items()
-    }, None
+        return {}, [], f"operator-side probe failed: {exc.message}"
+    samples = {
+        name: [Sample(connect_ms=c, rtt_ms=r, failed=e) for c, r, e in raw]
+        for name, raw in result.paths.items()
+    }
+    return samples, result.timer_lag_ms, None
 
 
 def _backend_stats(ctx: Context, servers: list[str]) -> dict[str, dict[str, Any]]:
@@ -140,10 +149,18 @@ def _measure_proxies(
 ) -> list[HostResult]:
     from irctl.providers.ssh import HostRef, SshProvider
 
-    script = remote_script(
-        port, servers, top=options.top_clients, samples=options.backend_samples,
-        timeout=options.timeout,
-    )  # fmt: skip
+    # One script per proxy: its timer control connects to its own address.
+    scripts = {
+        p.name: remote_script(
+            port,
+            servers,
+            top=options.top_clients,
+            samples=options.backend_samples,
+            timeout=options.timeout,
+            own_address=p.address,
+        )
+        for p in proxies
+    }
     ssh = ctx.provider(SshProvider)
     # The probe's worst case (every sample timing out) plus room for a slow login.
     budget = max(ssh.command_timeout, probe_budget(options.backend_samples, options.timeout) + 10)
@@ -157,9 +174,13 @@ def _measure_proxies(
             bar.update(completed=done)
 
         return ssh.run_many(
-            hosts, ["sh", "-s"], stdin=script, timeout=budget,
-            concurrency=options.concurrency, on_result=landed,
-        )  # fmt: skip
+            hosts,
+            ["sh", "-s"],
+            stdin=lambda h: scripts[h.name],
+            timeout=budget,
+            concurrency=options.concurrency,
+            on_result=landed,
+        )
 
 
 def _proxy_report(proxy: Proxy, result: HostResult, slow_ms: float, samples: int) -> ProxyReport:
@@ -173,6 +194,7 @@ def _proxy_report(proxy: Proxy, result: HostResult, slow_ms: float, samples: int
         report.error = one_line(f"exit {out.exit_status}: {out.stderr or out.stdout}", 300)
     report.measurement = m
     report.probe_note = m.probe_unavailable and f"cannot probe backends: {m.probe_unavailable}"
+    report.timer = TimerLag.of(m.timer_lag_ms, slow_ms)
     report.backend_paths = {
         server: summarize(proxy.name, server, samples, slow_ms)
         for server, samples in m.backend_samples.items()

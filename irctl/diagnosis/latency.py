@@ -45,8 +45,12 @@ class PathStats:
     rtt: dict[str, float | None]
     errors: dict[str, int]
 
-    def degraded(self, slow_share: float, loss_share: float) -> bool:
-        return self.samples > 0 and (self.slow_share > slow_share or self.failed_share > loss_share)
+    def degraded(self, slow_share: float, loss_share: float, *, count_slow: bool = True) -> bool:
+        """Too many slow or failed samples; `count_slow=False` when the source's own timers
+        fire late, which makes samples slow without any network involved."""
+        if self.samples == 0:
+            return False
+        return self.failed_share > loss_share or (count_slow and self.slow_share > slow_share)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +62,38 @@ class PathStats:
             "connect_ms": self.connect,
             "rtt_ms": self.rtt,
             "errors": self.errors,
+        }
+
+
+@dataclass(frozen=True)
+class TimerLag:
+    """How late a 2 ms timer fires on a machine: its scheduler's delay, no network involved.
+
+    Measured beside the probes, under the same load. When it is often above `slow_ms`,
+    that machine's slow samples say more about its CPU than about the network.
+    """
+
+    samples: int
+    p50: float | None
+    p90: float | None
+    max: float | None
+    slow_share: float
+
+    @classmethod
+    def of(cls, lags_ms: Sequence[float], slow_ms: float) -> TimerLag | None:
+        if not lags_ms:
+            return None
+        d = distribution([max(0.0, x) for x in lags_ms])
+        slow = sum(1 for x in lags_ms if x > slow_ms) / len(lags_ms)
+        return cls(len(lags_ms), d["p50"], d["p90"], d["max"], round(slow, 4))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "p50": self.p50,
+            "p90": self.p90,
+            "max": self.max,
+            "slow_share": self.slow_share,
         }
 
 
@@ -119,7 +155,7 @@ export LC_ALL=C
 if [ -z "${EPOCHREALTIME:-}" ]; then
   echo "@@probe_unavailable bash older than 5.0 (no EPOCHREALTIME)"; exit 0
 fi
-N=$1; TMO=$2; BUDGET=$3; shift 3
+N=$1; TMO=$2; BUDGET=$3; SELF=$4; shift 4
 TMO_US=$(( 10#${TMO/./} * 1000 ))
 path() {
   local h=${1%:*} p=${1##*:} i=0 s c e r t ok=
@@ -148,7 +184,22 @@ path() {
     fi
   done
 }
+# The timer control: an idle connection to this host's own proxy port never gets data,
+# so each 2 ms read timeout measures how late this host wakes a waiting process.
+control() {
+  local i=0 s e x
+  exec 5<>"/dev/tcp/${1%:*}/${1##*:}" || return
+  while [ "$i" -lt "$N" ]; do
+    i=$((i + 1))
+    s=$EPOCHREALTIME
+    IFS= read -r -t 0.002 x <&5
+    e=$EPOCHREALTIME
+    echo "@@c $(( ${e/./} - ${s/./} - 2000 ))"
+  done
+  exec 5>&-
+}
 pids=
+control "$SELF" 2>/dev/null & pids="$pids $!"
 for b in "$@"; do path "$b" 2>/dev/null & pids="$pids $!"; done
 ( trap 'kill $! 2>/dev/null; exit 0' TERM; sleep "$BUDGET" & wait $!; kill $pids ) \
   >/dev/null 2>&1 &
@@ -171,6 +222,16 @@ def parse_probe_token(token: str) -> Sample:
         return Sample(connect_ms=int(connect) / 1000.0, rtt_ms=int(rtt) / 1000.0)
     except ValueError:
         return Sample(failed="unparsable sample")
+
+
+def parse_timer_lines(lines: Sequence[str]) -> list[float]:
+    """`@@c LAG_US` lines (the timer control) as milliseconds."""
+    out: list[float] = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "@@c" and parts[1].lstrip("-").isdigit():
+            out.append(int(parts[1]) / 1000.0)
+    return out
 
 
 def parse_probe_lines(lines: Sequence[str], expected: int | None = None) -> dict[str, list[Sample]]:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from irctl.diagnosis.latency import BASH_PROBE, Sample, parse_probe_lines
+from irctl.diagnosis.latency import BASH_PROBE, Sample, parse_probe_lines, parse_timer_lines
 
 # One awk pass: pick the peer address (from ss, or hex from /proc/net/tcp{,6} where state 01
 # is ESTABLISHED), count per address, then keep the top N by insertion into a fixed-size
@@ -72,12 +72,20 @@ def probe_budget(samples: int, timeout: float) -> int:
 
 
 def remote_script(
-    proxy_port: int, backends: Sequence[str], *, top: int, samples: int, timeout: float
+    proxy_port: int,
+    backends: Sequence[str],
+    *,
+    top: int,
+    samples: int,
+    timeout: float,
+    own_address: str = "127.0.0.1",
 ) -> str:
     """The `sh -s` script for one proxy. Every value is validated or quoted here."""
     if not 0 < proxy_port < 65536:
         raise ValueError(f"bad port {proxy_port}")
     top = max(1, int(top))
+    host = ipaddress.ip_address(own_address)  # validated: it reaches a shell
+    own = f"{host}:{int(proxy_port)}"
     targets = " ".join(shlex.quote(b) for b in backends)
     agg = shlex.quote(_AGGREGATE)
     lines = [
@@ -97,7 +105,8 @@ def remote_script(
     if backends and samples > 0:
         lines += [
             "if command -v bash >/dev/null 2>&1; then",
-            f"bash -s {int(samples)} {timeout:.3f} {probe_budget(samples, timeout)} {targets}"
+            f"bash -s {int(samples)} {timeout:.3f} {probe_budget(samples, timeout)}"
+            f" {shlex.quote(own)} {targets}"
             " <<'IRCTL_PROBE'",
             BASH_PROBE.strip("\n"),
             "IRCTL_PROBE",
@@ -126,6 +135,7 @@ class HostMeasurement:
     fds: dict[str, int] = field(default_factory=dict)
     ncpu: int = 0
     backend_samples: dict[str, list[Sample]] = field(default_factory=dict)
+    timer_lag_ms: list[float] = field(default_factory=list)
     probe_unavailable: str | None = None
     complete: bool = False
 
@@ -148,7 +158,7 @@ def sections(text: str) -> dict[str, list[str]]:
     current = "_"
     for line in text.splitlines():
         if line.startswith("@@") and not line.startswith(
-            ("@@s ", "@@probe_unavailable", "@@source")
+            ("@@s ", "@@c ", "@@probe_unavailable", "@@source")
         ):
             current = line[2:].split()[0] if line[2:].strip() else "_"
             out.setdefault(current, [])
@@ -253,5 +263,6 @@ def parse_measurement(text: str, expected_samples: int | None = None) -> HostMea
         if line.startswith("@@probe_unavailable"):
             m.probe_unavailable = line.split(None, 1)[1] if " " in line else "probe unavailable"
     m.backend_samples = parse_probe_lines(probe, expected_samples)
+    m.timer_lag_ms = parse_timer_lines(probe)
     m.complete = "end" in sec
     return m

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from irctl.diagnosis.latency import PathStats
+from irctl.diagnosis.latency import PathStats, TimerLag
 from irctl.diagnosis.measure import HostMeasurement
 from irctl.errors import InputError
 
@@ -54,6 +54,7 @@ class ProxyReport:
     operator_path: PathStats | None = None  # operator -> this proxy's client port
     backend_paths: dict[str, PathStats] = field(default_factory=dict)  # server -> stats
     probe_note: str | None = None  # why proxy -> backend could not be probed
+    timer: TimerLag | None = None  # how late this host wakes a waiting process
 
     @property
     def established(self) -> int | None:
@@ -73,6 +74,7 @@ class ProxyReport:
             "operator_path": self.operator_path.to_dict() if self.operator_path else None,
             "backend_paths": [p.to_dict() for p in self.backend_paths.values()],
             "probe_note": self.probe_note,
+            "timer_lag_ms": self.timer.to_dict() if self.timer else None,
         }
 
 

@@ -42,6 +42,12 @@ class ProbeTarget:
     port: int
 
 
+@dataclass(frozen=True)
+class ProbeResult:
+    paths: dict[str, list[RawSample]]  # by target name
+    timer_lag_ms: list[float]  # how late 2 ms sleeps woke in the probe: its own noise floor
+
+
 class RunningProbe:
     """A probe started in the background; `wait()` collects its samples per target name."""
 
@@ -50,7 +56,7 @@ class RunningProbe:
         self._budget = budget
         self._started = time.monotonic()
 
-    def wait(self) -> dict[str, list[RawSample]]:
+    def wait(self) -> ProbeResult:
         remaining = max(1.0, self._budget - (time.monotonic() - self._started))
         try:
             out, err = self._proc.communicate(timeout=remaining)
@@ -66,7 +72,11 @@ class RunningProbe:
                 "run with --debug and report it",
             )
         data = json.loads(out)
-        return {str(name): [(s[0], s[1], s[2]) for s in samples] for name, samples in data.items()}
+        paths = {
+            str(name): [(s[0], s[1], s[2]) for s in samples]
+            for name, samples in data["paths"].items()
+        }
+        return ProbeResult(paths, [float(x) for x in data["timer_lag_ms"]])
 
     def cancel(self) -> None:
         if self._proc.poll() is None:
@@ -116,7 +126,7 @@ class ProbeProvider:
 
     def measure(
         self, targets: Sequence[ProbeTarget], *, samples: int, timeout: float, concurrency: int = 64
-    ) -> dict[str, list[RawSample]]:
+    ) -> ProbeResult:
         return self.start(targets, samples=samples, timeout=timeout, concurrency=concurrency).wait()
 
 
@@ -166,7 +176,7 @@ async def _sample(host: str, port: int, timeout: float) -> RawSample:
         sock.close()
 
 
-async def _probe(request: dict[str, Any]) -> dict[str, list[RawSample]]:
+async def _probe(request: dict[str, Any]) -> dict[str, Any]:
     samples, timeout = int(request["samples"]), float(request["timeout"])
     gate = asyncio.Semaphore(int(request["concurrency"]))
     results: dict[str, list[RawSample]] = {}
@@ -183,8 +193,18 @@ async def _probe(request: dict[str, Any]) -> dict[str, list[RawSample]]:
                     break
             results[name] = got
 
-    await asyncio.gather(*(path(n, h, int(p)) for n, h, p in request["targets"]))
-    return results
+    lags: list[float] = []
+
+    async def timer() -> None:
+        # Spread over the probing: how late this loop wakes is the floor under its samples.
+        for _ in range(samples):
+            before = time.perf_counter()
+            await asyncio.sleep(0.002)
+            lags.append(round((time.perf_counter() - before - 0.002) * 1000, 3))
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(timer(), *(path(n, h, int(p)) for n, h, p in request["targets"]))
+    return {"paths": results, "timer_lag_ms": lags}
 
 
 def main() -> None:
