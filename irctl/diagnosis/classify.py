@@ -9,26 +9,13 @@ then single proxies far above their peers. What no rule explains is `unknown`.
 
 from __future__ import annotations
 
-import ipaddress
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 
-from irctl.diagnosis.latency import PathStats, TimerLag, percentile
+from irctl.diagnosis.findings import host_findings, late_timers, pct
+from irctl.diagnosis.latency import PathStats, TimerLag
 from irctl.diagnosis.model import BackendReport, Finding, ProxyReport, Verdict
-
-
-def _pct(x: float) -> str:
-    return f"{x * 100:.0f} %"
-
-
-def _allowlisted(address: str, allowlist: Sequence[str]) -> bool:
-    addr = ipaddress.ip_address(address)
-    return any(addr in ipaddress.ip_network(c, strict=False) for c in allowlist)
-
-
-def _as_cidr(address: str) -> str:
-    addr = ipaddress.ip_address(address)
-    return f"{addr}/{addr.max_prefixlen}"
+from irctl.diagnosis.storm import storm_sources
 
 
 def _down(path: PathStats, t: Mapping[str, float]) -> bool:
@@ -86,8 +73,8 @@ def classify(
 ) -> Verdict:
     t = thresholds
     findings: list[Finding] = []
-    _host_findings(proxies, backends, t, findings)
-    late = _late_timers(proxies, operator_timer, t, findings)
+    host_findings(proxies, backends, t, findings)
+    late = late_timers(proxies, operator_timer, t, findings)
 
     def bad(path: PathStats) -> bool:
         return path.degraded(
@@ -131,7 +118,7 @@ def classify(
         )
 
     measured = [p for p in proxies if p.measurement is not None]
-    storm, storm_evidence = _storm(measured, allowlist, t, findings)
+    storm, storm_evidence = storm_sources(measured, allowlist, t, findings)
     if storm:
         return verdict(
             "client_storm", storm_evidence, "client-connection-storm", storm_sources=storm
@@ -177,9 +164,9 @@ def _network_evidence(
     rtts = [p.rtt["p99"] for p in paths if p.rtt["p99"] is not None]
     out = [
         f"{len(degraded)} of {len(paths)} paths degraded (more than "
-        f"{_pct(t['path_slow_share'])} of samples above {t['slow_ms']:g} ms, or more than "
-        f"{_pct(t['path_loss_share'])} failed)",
-        f"median path: {_pct(slow)} of samples above {t['slow_ms']:g} ms, {_pct(loss)} failed",
+        f"{pct(t['path_slow_share'])} of samples above {t['slow_ms']:g} ms, or more than "
+        f"{pct(t['path_loss_share'])} failed)",
+        f"median path: {pct(slow)} of samples above {t['slow_ms']:g} ms, {pct(loss)} failed",
     ]
     if p99s:
         out.append(f"median connect p99 {statistics.median(p99s):.2f} ms, worst {max(p99s):.2f} ms")
@@ -203,67 +190,6 @@ def _network_runbook(proxies: Sequence[ProxyReport], t: Mapping[str, float]) -> 
     ops = [p.operator_path for p in proxies if p.operator_path and p.operator_path.samples]
     failing = [s for s in ops if s.failed_share > t["path_loss_share"]]
     return "cluster-wide-failure" if ops and len(failing) * 2 > len(ops) else "network-degradation"
-
-
-def _storm(
-    measured: Sequence[ProxyReport],
-    allowlist: Sequence[str],
-    t: Mapping[str, float],
-    findings: list[Finding],
-) -> tuple[list[str], list[str]]:
-    total = sum(p.established or 0 for p in measured)
-    if not total:
-        return [], []
-    per_client: dict[str, int] = {}
-    for p in measured:
-        assert p.measurement is not None
-        for c in p.measurement.top_clients:
-            per_client[c.address] = per_client.get(c.address, 0) + c.count
-    distinct = max(sum(p.measurement.distinct_clients for p in measured if p.measurement), 1)
-    listed = sum(per_client.values())
-    # A typical client: the mean of those outside the top lists (the bulk); when every
-    # client is listed, the lower quartile, so a few heavy clients cannot make themselves
-    # look typical (with two clients the median would be half the storm).
-    if distinct > len(per_client):
-        typical = max(1.0, (total - listed) / (distinct - len(per_client)))
-    else:
-        typical = max(1.0, percentile(sorted(map(float, per_client.values())), 25))
-    heavy = sorted(
-        (
-            a
-            for a, n in per_client.items()
-            if n >= t["storm_min_connections"] and n >= t["storm_factor"] * typical
-        ),
-        key=lambda a: -per_client[a],
-    )
-    allowed = [a for a in heavy if _allowlisted(a, allowlist)]
-    for a in allowed:
-        findings.append(
-            Finding(
-                "allowlisted_heavy_client",
-                a,
-                f"{a} holds {per_client[a]} connections but is allowlisted: "
-                "never proposed for filtering",
-            )
-        )
-    sources = [a for a in heavy if a not in allowed]
-    if not sources or len(sources) > t["storm_max_sources"]:
-        return [], []
-    held = sum(per_client[a] for a in sources)
-    worst_proxy_share = max(
-        sum(c.count for c in p.measurement.top_clients if c.address in sources)
-        / max(p.established or 0, 1)
-        for p in measured
-        if p.measurement
-    )
-    if held < t["storm_share"] * total and worst_proxy_share < t["storm_share"]:
-        return [], []
-    evidence = [
-        f"{len(sources)} client address(es) hold {held} of {total} established connections "
-        f"({_pct(held / total)}); a typical client holds {typical:.0f}",
-        *(f"{a}: {per_client[a]} connections" for a in sources),
-    ]
-    return [_as_cidr(a) for a in sources], evidence
 
 
 def _unhealthy_proxies(
@@ -291,7 +217,7 @@ def _unhealthy_proxies(
             names.append(p.name)
             evidence.append(
                 f"{p.name}: unreachable ({p.error}) and its port fails "
-                f"{_pct(op.failed_share)} of probes"
+                f"{pct(op.failed_share)} of probes"
             )
             continue
         own_paths = [s for s in p.paths() if s.samples]
@@ -306,74 +232,3 @@ def _unhealthy_proxies(
                 "while most of the cluster's are not"
             )
     return names, evidence
-
-
-def _late_timers(
-    proxies: Sequence[ProxyReport],
-    operator: TimerLag | None,
-    t: Mapping[str, float],
-    findings: list[Finding],
-) -> set[str]:
-    """Sources whose own timers fire late: their slow samples measure their CPU, not the wire."""
-    late: set[str] = set()
-    timers = [(p.name, p.timer) for p in proxies] + [("operator", operator)]
-    for name, timer in timers:
-        if timer is not None and timer.slow_share > t["path_slow_share"]:
-            late.add(name)
-            findings.append(
-                Finding(
-                    "late_timers",
-                    name,
-                    f"a 2 ms timer woke {timer.p90} ms late at p90 ({_pct(timer.slow_share)} above "
-                    f"{t['slow_ms']:g} ms): its slow samples are its own load, not the "
-                    "network's (its failed samples still count)",
-                )
-            )
-    return late
-
-
-def _host_findings(
-    proxies: Sequence[ProxyReport],
-    backends: Sequence[BackendReport],
-    t: Mapping[str, float],
-    findings: list[Finding],
-) -> None:
-    for p in proxies:
-        if p.error:
-            findings.append(Finding("unreachable", p.name, f"not measured: {p.error}"))
-        if p.probe_note:
-            findings.append(Finding("probe_unavailable", p.name, p.probe_note))
-        m = p.measurement
-        if m is None:
-            continue
-        if m.fds.get("max") and m.fds["allocated"] > t["fd_use_share"] * m.fds["max"]:
-            findings.append(
-                Finding(
-                    "file_descriptors", p.name, f"{m.fds['allocated']} of {m.fds['max']} fds in use"
-                )
-            )
-        overflows = m.tcp.get("ListenOverflows", 0)
-        if overflows:
-            findings.append(
-                Finding(
-                    "listen_overflows",
-                    p.name,
-                    f"ListenOverflows={overflows} ListenDrops="
-                    f"{m.tcp.get('ListenDrops', 0)} since boot",
-                )
-            )
-        if not m.complete:
-            findings.append(Finding("partial", p.name, "the measurement script did not finish"))
-    for b in backends:
-        if b.error:
-            findings.append(Finding("backend_unreachable", b.server, b.error))
-        elif b.stat("rejected_connections"):
-            findings.append(
-                Finding(
-                    "backend_rejected",
-                    b.server,
-                    f"rejected_connections={b.stat('rejected_connections')} "
-                    f"(curr {b.stat('curr_connections')}, "
-                    f"max {b.stat('max_connections')})",
-                )
-            )
