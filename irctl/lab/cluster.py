@@ -277,6 +277,14 @@ def down(state_dir: Path) -> dict[str, Any]:
             "directory": str(directory)}  # fmt: skip
 
 
+def _delete_links(token: str) -> None:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False)
+    for line in out.stdout.splitlines():
+        name = line.split(":", 2)[1].strip().split("@", 1)[0] if ":" in line else ""
+        if name.startswith(f"irv{token}") or name == f"irb{token}":
+            subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+
+
 def _teardown(directory: Path, state: LabState) -> list[str]:
     _stop_daemon(state.daemon_pid)
     net = attach(state)
@@ -292,5 +300,9 @@ def _teardown(directory: Path, state: LabState) -> list[str]:
     namespaces = sorted(h.netns for h in net.hosts.values())
     with contextlib.suppress(LabError):
         net.down()
+    # A deleted namespace lingers while an orphaned TCP socket in it still retransmits to a
+    # peer that is gone, and its veth with it: delete our veths (and any the kernel named
+    # with our token) ourselves.
+    _delete_links(state.token)
     shutil.rmtree(directory, ignore_errors=True)
     return namespaces

@@ -6,7 +6,6 @@ Every `irctl lab` command is a new process, and so is the reconciler; they share
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 from pathlib import Path
@@ -100,6 +99,7 @@ def remove_host(net: Network, name: str) -> None:
     if host is None:
         return
     host.stop()
+    # The veth first: a namespace can outlive `ip netns del` (an orphaned socket in it still
+    # retransmitting), and its veth would linger on our bridge with it.
+    subprocess.run(["ip", "link", "del", host.veth], capture_output=True, check=False)
     subprocess.run(["ip", "netns", "del", host.netns], capture_output=True, check=False)
-    with contextlib.suppress(OSError):
-        subprocess.run(["ip", "link", "del", host.veth], capture_output=True, check=False)

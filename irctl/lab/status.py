@@ -11,7 +11,7 @@ from irctl.lab import cloud
 from irctl.lab.cluster import daemon_is_ours
 from irctl.lab.faults import dropped
 from irctl.lab.hosts import alive_in
-from irctl.lab.state import LabState, lab_dir, read_state
+from irctl.lab.state import FaultRecord, LabState, lab_dir, read_state
 
 
 def status(state_dir: Path) -> dict[str, Any]:
@@ -49,11 +49,22 @@ def status(state_dir: Path) -> dict[str, Any]:
         "aws": state.aws,
         "hosts": hosts,
         "instances": _instances(state) if daemon and state.ready else [],
-        "faults": [
-            {"kind": f.kind, "hosts": f.hosts, "processes": len(f.pids), **f.detail}
-            for f in state.faults
-        ],
+        "faults": [_fault(state, f) for f in state.faults],
     }
+
+
+def _fault(state: LabState, fault: FaultRecord) -> dict[str, Any]:
+    """A fault and where it still is: hosts replaced since have left it behind."""
+    row: dict[str, Any] = {
+        "kind": fault.kind,
+        "hosts": [h for h in fault.hosts if h in state.hosts],
+        "processes": len(fault.pids),
+        **fault.detail,
+    }
+    gone = [h for h in fault.hosts if h not in state.hosts]
+    if gone:
+        row["gone"] = gone
+    return row
 
 
 def _load(directory: Path, name: str) -> dict[str, Any] | None:
