@@ -8,7 +8,7 @@ in the inventory, then the step's `thresholds` (docs/diagnose.md lists them).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 
@@ -16,6 +16,9 @@ from irctl.actions.base import BaseAction, Context, Effect, Outcome, Plan
 from irctl.actions.base import Params as BaseParams
 from irctl.diagnosis.model import thresholds_for
 from irctl.durations import parse_duration
+
+if TYPE_CHECKING:
+    from irctl.diagnosis.collect import Options
 
 
 class DiagnoseParams(BaseParams):
@@ -43,7 +46,8 @@ class DiagnoseHostParams(DiagnoseParams):
     proxy: str
 
 
-def _options(params: DiagnoseParams) -> Any:
+def options_for(params: DiagnoseParams) -> Options:
+    """The step's params as the collector's options (shared with `irctl diagnose`)."""
     from irctl.diagnosis.collect import Options
 
     return Options(
@@ -95,7 +99,7 @@ class DiagnoseCluster(BaseAction):
     def run(self, params: Any, ctx: Context) -> Outcome:
         from irctl.diagnosis.collect import diagnose
 
-        return _outcome(diagnose(ctx, params.cluster, _options(params)))
+        return _outcome(diagnose(ctx, params.cluster, options_for(params)))
 
 
 class DiagnoseHost(BaseAction):
@@ -110,4 +114,4 @@ class DiagnoseHost(BaseAction):
     def run(self, params: Any, ctx: Context) -> Outcome:
         from irctl.diagnosis.collect import diagnose
 
-        return _outcome(diagnose(ctx, params.cluster, _options(params), only=params.proxy))
+        return _outcome(diagnose(ctx, params.cluster, options_for(params), only=params.proxy))

@@ -39,7 +39,7 @@ def run_diagnose(params: dict[str, Any]) -> dict[str, Any]:
     """Validate params like a runbook step would, then measure and classify (read-only)."""
     from pydantic import ValidationError
 
-    from irctl.actions.diagnose import DiagnoseHostParams, DiagnoseParams
+    from irctl.actions.diagnose import DiagnoseHostParams, DiagnoseParams, options_for
     from irctl.diagnosis.collect import diagnose
     from irctl.runbook.runner import build_context
 
@@ -50,12 +50,10 @@ def run_diagnose(params: dict[str, Any]) -> dict[str, Any]:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"])
         raise InputError(f"{where}: {err['msg']}", "see `irctl diagnose --help`") from None
-    from irctl.actions.diagnose import _options
-
     app = state()
     ctx = build_context(app.settings, app.inventory, app.ui, dry_run=False, yes=False)
     try:
-        return diagnose(ctx, p.cluster, _options(p), only=getattr(p, "proxy", None))
+        return diagnose(ctx, p.cluster, options_for(p), only=getattr(p, "proxy", None))
     finally:
         ctx.providers.close()
 
