@@ -21,9 +21,16 @@ from irctl.actions.base import Context
 from irctl.providers.http import HttpProvider
 from irctl.runbook.engine import Engine
 from irctl.runbook.model import Runbook
-from tests.engine_actions import register
+from tests.engine_actions import TEST_ACTIONS
 
-register()
+
+@pytest.fixture(autouse=True)
+def _test_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from irctl.actions import ACTIONS
+
+    for name, target in TEST_ACTIONS.items():
+        monkeypatch.setitem(ACTIONS, name, target)
+
 
 T0 = datetime(2026, 11, 30, 21, 0, 0, tzinfo=UTC)
 
