@@ -507,3 +507,19 @@ def test_assembly_keeps_rows_for_failures(make_ctx) -> None:  # type: ignore[no-
     # One script per proxy: the timer control connects to the proxy's own address.
     assert "good:11211 bad:11211" in ssh.scripts[0] and "198.18.7.1:22121" in ssh.scripts[0]
     assert "198.18.7.2:22121" in ssh.scripts[1]
+
+
+def test_since_boot_counters_make_findings_only_past_a_share() -> None:
+    quiet = _proxy("proxy-0", 100)
+    assert quiet.measurement is not None
+    quiet.measurement.tcp.update(
+        ListenOverflows=17, PassiveOpens=5000, RetransSegs=40, OutSegs=9000
+    )
+    loud = _proxy("proxy-1", 100)
+    assert loud.measurement is not None
+    loud.measurement.tcp.update(
+        ListenOverflows=900, PassiveOpens=5000, RetransSegs=400, OutSegs=9000
+    )
+    kinds = {(f.kind, f.subject) for f in _run([quiet, loud]).findings}
+    assert ("listen_overflows", "proxy-1") in kinds and ("retransmissions", "proxy-1") in kinds
+    assert not any(subject == "proxy-0" for _, subject in kinds)

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from irctl.diagnosis.latency import TimerLag
 from irctl.diagnosis.model import BackendReport, Finding, ProxyReport
 
+COUNTER_SHARE = 0.01  # of a since-boot counter's base (accepted connections, sent segments)
+
 
 def pct(x: float) -> str:
     return f"{x * 100:.0f} %"
@@ -56,14 +58,25 @@ def host_findings(
                     "file_descriptors", p.name, f"{m.fds['allocated']} of {m.fds['max']} fds in use"
                 )
             )
-        overflows = m.tcp.get("ListenOverflows", 0)
-        if overflows:
+        # Counters since boot: only a share worth a look is a finding, not any non-zero.
+        overflows, opens = m.tcp.get("ListenOverflows", 0), m.tcp.get("PassiveOpens", 0)
+        if overflows and overflows > COUNTER_SHARE * max(opens, 1):
             findings.append(
                 Finding(
                     "listen_overflows",
                     p.name,
-                    f"ListenOverflows={overflows} ListenDrops="
-                    f"{m.tcp.get('ListenDrops', 0)} since boot",
+                    f"ListenOverflows={overflows} ListenDrops={m.tcp.get('ListenDrops', 0)} "
+                    f"against {opens} accepted connections since boot: the accept queue overflows",
+                )
+            )
+        retrans, sent = m.tcp.get("RetransSegs", 0), m.tcp.get("OutSegs", 0)
+        if sent and retrans > COUNTER_SHARE * sent:
+            findings.append(
+                Finding(
+                    "retransmissions",
+                    p.name,
+                    f"{retrans} of {sent} TCP segments retransmitted since boot "
+                    f"({pct(retrans / sent)})",
                 )
             )
         if not m.complete:
