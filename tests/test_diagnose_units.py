@@ -523,3 +523,38 @@ def test_since_boot_counters_make_findings_only_past_a_share() -> None:
     kinds = {(f.kind, f.subject) for f in _run([quiet, loud]).findings}
     assert ("listen_overflows", "proxy-1") in kinds and ("retransmissions", "proxy-1") in kinds
     assert not any(subject == "proxy-0" for _, subject in kinds)
+
+
+@pytest.mark.parametrize("mode", ["ss", "proc"])
+def test_socket_table_pass_counts_real_connections(mode: str) -> None:
+    """ss with its kernel filter, or (where there is no ss) awk over /proc/net/tcp{,6}."""
+    import shlex
+    import socket
+
+    if not shutil.which("awk") or (mode == "ss" and not shutil.which("ss")):
+        pytest.skip("awk or ss is not installed")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        port = server.getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        agg = shlex.quote(_AGGREGATE)
+        if mode == "ss":
+            pipeline = (
+                f"ss -Htn state established '( sport = :{port} )' | awk -v mode=ss -v top=5 {agg}"
+            )
+        else:
+            pipeline = (
+                f"echo @@source proc; awk -v mode=proc -v port={port:04X} -v top=5 {agg}"
+                " /proc/net/tcp /proc/net/tcp6"
+            )
+        try:
+            out = subprocess.run(
+                ["sh", "-c", pipeline], capture_output=True, text=True, check=True
+            ).stdout.splitlines()
+        finally:
+            for c in clients:
+                c.close()
+    total, distinct, top = parse_clients(out)
+    assert (total, distinct) == (3, 1)
+    assert [(c.address, c.count) for c in top] == [("127.0.0.1", 3)]
