@@ -81,6 +81,20 @@ def test_parse_recorded_measurement() -> None:
     assert [s.failed for s in b] == ["no reply"] * 3 + ["timed out"] * 2
 
 
+def test_failed_ss_is_not_zero_connections() -> None:
+    out = subprocess.run(
+        ["awk", "-v", "mode=ss", "-v", "top=3", _AGGREGATE],
+        input="@@failed ss\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    m = parse_measurement("@@clients\n" + out + "@@end\n")
+    assert m.clients_error and "ss failed" in m.clients_error
+    p = ProxyReport("proxy-0", "198.18.7.1", measurement=m)
+    assert p.established is None and p.to_dict()["established"] is None
+
+
 def test_truncated_output_is_incomplete_not_a_crash() -> None:
     m = parse_measurement(RECORDED.split("@@loadavg")[0])
     assert not m.complete and m.loadavg == [] and m.established == 3047
@@ -98,7 +112,10 @@ def test_proc_net_tcp_addresses() -> None:
     assert decode_proc_address("0A0712C6") == "198.18.7.10"
     assert decode_proc_address("0000000000000000FFFF00000A0712C6") == "198.18.7.10"
     assert decode_proc_address("B80D0120000000000000000005000000") == "2001:db8::5"
-    total, distinct, top = parse_clients(["@@source proc", "total 7 2", "5 0A0712C6", "2 0100007F"])
+    total, distinct, top, error = parse_clients(
+        ["@@source proc", "total 7 2", "5 0A0712C6", "2 0100007F"]
+    )
+    assert error is None
     assert (total, distinct) == (7, 2)
     assert [(c.address, c.count) for c in top] == [("198.18.7.10", 5), ("127.0.0.1", 2)]
 
@@ -555,6 +572,7 @@ def test_socket_table_pass_counts_real_connections(mode: str) -> None:
         finally:
             for c in clients:
                 c.close()
-    total, distinct, top = parse_clients(out)
+    total, distinct, top, error = parse_clients(out)
+    assert error is None
     assert (total, distinct) == (3, 1)
     assert [(c.address, c.count) for c in top] == [("127.0.0.1", 3)]

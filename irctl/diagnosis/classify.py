@@ -118,7 +118,8 @@ def classify(
         )
 
     measured = [p for p in proxies if p.measurement is not None]
-    storm, storm_evidence = storm_sources(measured, allowlist, t, findings)
+    counted = [p for p in measured if p.established is not None]
+    storm, storm_evidence = storm_sources(counted, allowlist, t, findings)
     if storm:
         return verdict(
             "client_storm", storm_evidence, "client-connection-storm", storm_sources=storm

@@ -79,6 +79,8 @@ def host_findings(
                     f"({pct(retrans / sent)})",
                 )
             )
+        if m.clients_error:
+            findings.append(Finding("connections_uncounted", p.name, m.clients_error))
         if not m.complete:
             findings.append(Finding("partial", p.name, "the measurement script did not finish"))
     for b in backends:

@@ -24,6 +24,7 @@ from irctl.diagnosis.latency import BASH_PROBE, Sample, parse_probe_lines, parse
 # list, so the output stays bounded however many distinct clients there are and no
 # sort(1) runs over all of them.
 _AGGREGATE = r"""
+$1 == "@@failed" { failed = $2; next }
 mode == "ss" { a = $4; sub(/:[0-9]+$/, "", a); gsub(/[][]/, "", a) }
 mode == "proc" {
   if (FNR == 1 || $4 != "01") next
@@ -32,6 +33,7 @@ mode == "proc" {
 }
 { c[a]++; n++ }
 END {
+  if (failed != "") { print "failed " failed; exit }
   k = 0
   for (a in c) {
     v = c[a]; i = k
@@ -92,8 +94,9 @@ def remote_script(
         "export LC_ALL=C",
         "echo @@clients",
         "if command -v ss >/dev/null 2>&1; then",
-        f"  ss -Htn state established '( sport = :{int(proxy_port)} )' </dev/null 2>/dev/null"
-        f" | awk -v mode=ss -v top={top} {agg}",
+        # A failing ss (too old for the filter) must not read as zero connections.
+        f"  {{ ss -Htn state established '( sport = :{int(proxy_port)} )' 2>/dev/null"
+        f" || echo '@@failed ss'; }} </dev/null | awk -v mode=ss -v top={top} {agg}",
         "else",
         "  echo @@source proc",
         f"  awk -v mode=proc -v port={int(proxy_port):04X} -v top={top} {agg}"
@@ -136,12 +139,14 @@ class HostMeasurement:
     ncpu: int = 0
     backend_samples: dict[str, list[Sample]] = field(default_factory=dict)
     timer_lag_ms: list[float] = field(default_factory=list)
+    clients_error: str | None = None  # set: `established` and the clients mean nothing
     probe_unavailable: str | None = None
     complete: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "established": self.established,
+            "established": None if self.clients_error else self.established,
+            "clients_error": self.clients_error,
             "distinct_clients": self.distinct_clients,
             "top_clients": [{"address": c.address, "count": c.count} for c in self.top_clients],
             "sockstat": self.sockstat,
@@ -184,12 +189,15 @@ def normalize_address(text: str) -> str:
     return str(addr)
 
 
-def parse_clients(lines: Sequence[str]) -> tuple[int, int, list[ClientCount]]:
+def parse_clients(lines: Sequence[str]) -> tuple[int, int, list[ClientCount], str | None]:
+    """Totals, distinct clients, the top clients, and why they could not be counted."""
     proc = any(line.strip() == "@@source proc" for line in lines)
     total = distinct = 0
     merged: dict[str, int] = {}
     for line in lines:
         parts = line.split()
+        if len(parts) == 2 and parts[0] == "failed":
+            return 0, 0, [], f"{parts[1]} failed: connections could not be counted"
         if len(parts) == 3 and parts[0] == "total":
             total, distinct = int(parts[1]), int(parts[2])
         elif len(parts) == 2 and parts[0].isdigit():
@@ -200,7 +208,7 @@ def parse_clients(lines: Sequence[str]) -> tuple[int, int, list[ClientCount]]:
             # Mapped and plain forms of one client are one client.
             merged[addr] = merged.get(addr, 0) + int(parts[0])
     top = [ClientCount(a, n) for a, n in sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))]
-    return total, distinct, top
+    return total, distinct, top, None
 
 
 def parse_sockstat(lines: Sequence[str]) -> dict[str, int]:
@@ -245,7 +253,11 @@ def parse_measurement(text: str, expected_samples: int | None = None) -> HostMea
     """The script's whole output; missing sections leave fields empty and `complete` False."""
     sec = sections(text)
     m = HostMeasurement()
-    m.established, m.distinct_clients, m.top_clients = parse_clients(sec.get("clients", []))
+    clients = sec.get("clients")
+    if clients is None:
+        m.clients_error = "no connection counts in the output"
+    else:
+        m.established, m.distinct_clients, m.top_clients, m.clients_error = parse_clients(clients)
     m.sockstat = parse_sockstat(sec.get("sockstat", []))
     ext = parse_header_pairs(sec.get("netstat", []), "TcpExt")
     snmp = parse_header_pairs(sec.get("snmp", []), "Tcp")

@@ -58,7 +58,8 @@ class ProxyReport:
 
     @property
     def established(self) -> int | None:
-        return self.measurement.established if self.measurement else None
+        m = self.measurement
+        return m.established if m is not None and m.clients_error is None else None
 
     def paths(self) -> list[PathStats]:
         own = [self.operator_path] if self.operator_path else []
