@@ -201,7 +201,7 @@ async def _probe(request: dict[str, Any]) -> dict[str, Any]:
             before = time.perf_counter()
             await asyncio.sleep(0.002)
             lags.append(round((time.perf_counter() - before - 0.002) * 1000, 3))
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.003)
 
     await asyncio.gather(timer(), *(path(n, h, int(p)) for n, h, p in request["targets"]))
     return {"paths": results, "timer_lag_ms": lags}
