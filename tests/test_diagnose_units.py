@@ -576,3 +576,19 @@ def test_socket_table_pass_counts_real_connections(mode: str) -> None:
     assert error is None
     assert (total, distinct) == (3, 1)
     assert [(c.address, c.count) for c in top] == [("127.0.0.1", 3)]
+
+
+def test_runbook_validation_points_at_bad_diagnose_params(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from irctl.runbook.loader import validate_file
+
+    path = tmp_path / "rb.yaml"
+    path.write_text(
+        "apiVersion: irctl/v1\nkind: Runbook\nname: rb\ntitle: t\n"
+        "inputs:\n  cluster: {type: string, required: true}\n"
+        "steps:\n  - id: diagnose\n    action: diagnose.cluster\n"
+        '    with: {cluster: "{{ inputs.cluster }}", thresholds: {slow_msec: 3}, timeout: 5x}\n'
+    )
+    _, problems = validate_file(path)
+    text = "\n".join(p.render() for p in problems)
+    assert "rb.yaml:10:" in text
+    assert "unknown diagnosis threshold 'slow_msec'" in text and "bad duration '5x'" in text

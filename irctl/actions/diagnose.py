@@ -16,6 +16,7 @@ from irctl.actions.base import BaseAction, Context, Effect, Outcome, Plan
 from irctl.actions.base import Params as BaseParams
 from irctl.diagnosis.model import thresholds_for
 from irctl.durations import parse_duration
+from irctl.errors import InputError
 
 if TYPE_CHECKING:
     from irctl.diagnosis.collect import Options
@@ -33,12 +34,19 @@ class DiagnoseParams(BaseParams):
     @field_validator("timeout", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> float:
-        return parse_duration(v)
+        # ValueError, not InputError: pydantic then names the field in its message.
+        try:
+            return parse_duration(v)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("thresholds")
     @classmethod
     def _known(cls, v: dict[str, float]) -> dict[str, float]:
-        thresholds_for(v)  # refuses unknown keys and negative values up front
+        try:
+            thresholds_for(v)  # refuses unknown keys and negative values up front
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
         return v
 
 

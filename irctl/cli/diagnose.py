@@ -49,7 +49,8 @@ def run_diagnose(params: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"])
-        raise InputError(f"{where}: {err['msg']}", "see `irctl diagnose --help`") from None
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise InputError(f"{where}: {message}", "see `irctl diagnose --help`") from None
     app = state()
     ctx = build_context(app.settings, app.inventory, app.ui, dry_run=False, yes=False)
     try:
