@@ -8,6 +8,7 @@ An unreachable proxy or backend becomes a row with its error, never an exception
 
 from __future__ import annotations
 
+import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -165,13 +166,11 @@ def _measure_proxies(
     # The probe's worst case (every sample timing out) plus room for a slow login.
     budget = max(ssh.command_timeout, probe_budget(options.backend_samples, options.timeout) + 10)
     hosts = [HostRef(p.name, p.address, p.ssh_port) for p in proxies]
-    done = 0
+    landed_count = itertools.count(1)  # next() is atomic: results land on worker threads
     with ctx.ui.progress(f"measuring {len(hosts)} proxies", total=len(hosts)) as bar:
 
         def landed(_: HostResult) -> None:
-            nonlocal done
-            done += 1
-            bar.update(completed=done)
+            bar.update(completed=next(landed_count))
 
         return ssh.run_many(
             hosts,
@@ -196,7 +195,7 @@ def _proxy_report(proxy: Proxy, result: HostResult, slow_ms: float, samples: int
     report.probe_note = m.probe_unavailable and f"cannot probe backends: {m.probe_unavailable}"
     report.timer = TimerLag.of(m.timer_lag_ms, slow_ms)
     report.backend_paths = {
-        server: summarize(proxy.name, server, samples, slow_ms)
-        for server, samples in m.backend_samples.items()
+        server: summarize(proxy.name, server, got, slow_ms)
+        for server, got in m.backend_samples.items()
     }
     return report
