@@ -169,8 +169,11 @@ class Targets:
 
 def _report(path: Path, counts: dict[str, int]) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({**counts, "ts": time.time()}))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps({**counts, "ts": time.time()}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # counters are for watching; the load itself must go on
 
 
 def parse_target(text: str) -> tuple[str, int]:

@@ -115,6 +115,8 @@ class Reconciler:
         self.directory = directory
         self.net: Network | None = None
         self.aws: Any = None
+        # Instances that could not be built are not retried: one log line each, not one a pass.
+        self.failed: set[str] = set()
 
     def pass_once(self, state: LabState) -> None:
         if self.net is None:
@@ -133,7 +135,9 @@ class Reconciler:
             if iid not in wanted or wanted[iid] != rec.address:
                 self._remove(rec)
         proxies = {iid: rec for iid, rec in proxies.items() if iid in wanted}
-        new = [(iid, ip) for iid, ip in wanted.items() if iid not in proxies]
+        new = [
+            (iid, ip) for iid, ip in wanted.items() if iid not in proxies and iid not in self.failed
+        ]
         if new:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 list(pool.map(lambda item: self._add(state, *item), new))
@@ -153,7 +157,12 @@ class Reconciler:
     def _add(self, state: LabState, instance_id: str, address: str) -> None:
         assert self.net is not None
         log.info("adding %s (%s)", instance_id, address)
-        host = self.net.add_host(instance_id, address)
+        try:
+            host = self.net.add_host(instance_id, address)
+        except Exception as exc:
+            log.error("cannot make a host for %s at %s: %s", instance_id, address, exc)
+            self.failed.add(instance_id)
+            return
         rec = HostRecord(instance_id, "proxy", host.netns, address, host.veth)
         rec.instance_id = instance_id
         # On record before anything runs in it, so `lab down` finds it even if we die here.
@@ -167,7 +176,8 @@ class Reconciler:
             add_known_host(state, host, rec.host_key)
             rec.pids["nutcracker"] = start_proxy(host, state)
         except Exception:
-            log.exception("building %s failed; the next pass tries again", instance_id)
+            log.exception("building %s failed; it is left out", instance_id)
+            self.failed.add(instance_id)
             self._remove(rec)
             return
         with updating(self.directory) as st:
