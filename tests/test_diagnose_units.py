@@ -592,3 +592,34 @@ def test_runbook_validation_points_at_bad_diagnose_params(tmp_path) -> None:  # 
     text = "\n".join(p.render() for p in problems)
     assert "rb.yaml:10:" in text
     assert "unknown diagnosis threshold 'slow_msec'" in text and "bad duration '5x'" in text
+
+
+def test_scattered_degradation_is_unknown_not_healthy() -> None:
+    slow = [Sample(0.3, 0.2)] * 5 + [Sample(9.0, 0.2)] * 5
+    proxies = _fleet([300, 310, 290, 305])
+    for p in proxies[:3]:  # one backend path of three proxies: not most paths, no one proxy
+        p.backend_paths["b1:11211"] = summarize(p.name, "b1:11211", slow)
+    v = _run(proxies)
+    assert v.classification == "unknown" and v.recommended_runbook is None
+    assert v.paths_degraded == 3 and v.paths_total == 12
+    assert "not most" in v.evidence[0]
+
+
+def test_late_timers_discount_slowness_but_not_loss() -> None:
+    from irctl.diagnosis.latency import TimerLag
+
+    slow = [Sample(0.3, 0.2)] * 12 + [Sample(9.0, 0.2)] * 8
+    proxies = [_proxy(f"proxy-{i}", 100, op=slow) for i in range(3)]
+    late = TimerLag.of([0.1] * 10 + [8.0] * 10, 5.0)
+    assert _run(proxies).classification == "cluster_wide_network"
+    v = classify(
+        proxies, BACKENDS, allowlist=[], thresholds=thresholds_for({}), operator_timer=late
+    )
+    assert v.classification == "healthy"
+    assert any(f.kind == "late_timers" and f.subject == "operator" for f in v.findings)
+    lossy = [Sample(0.3, 0.2)] * 16 + [Sample(failed="timed out")] * 4
+    proxies = [_proxy(f"proxy-{i}", 100, op=lossy) for i in range(3)]
+    v = classify(
+        proxies, BACKENDS, allowlist=[], thresholds=thresholds_for({}), operator_timer=late
+    )
+    assert v.classification == "cluster_wide_network"
