@@ -93,7 +93,9 @@ def status() -> None:
         alive = "alive" if data["reconciler"]["alive"] else "[red]DEAD[/]"
         console.print(f"lab {data['subnet']} moto {data['endpoint']} reconciler {alive}")
         table = Table(show_lines=False)
-        for col in ("host", "role", "address", "instance", "daemons", "health"):
+        # New proxies are named by instance id: it must show whole, so no instance column.
+        table.add_column("host", no_wrap=True)
+        for col in ("role", "address", "daemons", "health"):
             table.add_column(col)
         health = {i.get("instance_id"): i.get("target_health") for i in data["instances"]}
         for h in data["hosts"]:
@@ -103,8 +105,7 @@ def status() -> None:
             if h.get("load"):
                 daemons += f" ({h['load']['ok']} ok, {h['load']['failed']} failed)"
             table.add_row(
-                h["name"], h["role"], h["address"], h["instance_id"] or "",
-                daemons, health.get(h["instance_id"]) or "",
+                h["name"], h["role"], h["address"], daemons, health.get(h["instance_id"]) or "",
             )  # fmt: skip
         console.print(table)
         for f in data["faults"]:

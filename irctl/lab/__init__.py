@@ -1,1 +1,3 @@
-"""The local drill lab: namespace hosts (`netns`) and, later, a whole cluster."""
+"""The local drill lab (docs/lab.md): namespace hosts (`netns`), the cluster on them
+(`cluster`, `hosts`), its AWS picture in moto (`cloud`), the reconciler that keeps the two
+true (`reconciler`), faults (`faults`), and the processes run inside (`loadgen`, `holder`)."""

@@ -25,7 +25,8 @@ from irctl.errors import InputError, ProviderError
 from irctl.lab import cloud
 from irctl.lab.files import write_env, write_inventory, write_targets
 from irctl.lab.hosts import attach, start_proxy
-from irctl.lab.netns import SSHD, Host, LabError, Network, missing_tools, operator_keypair
+from irctl.lab.netns import Host, LabError, Network, operator_keypair
+from irctl.lab.requirements import check_requirements
 from irctl.lab.state import (
     HostRecord,
     LabState,
@@ -38,32 +39,7 @@ from irctl.lab.state import (
 
 PROXY_PORT = 22121
 BACKEND_PORT = 11211
-TOOLS = {
-    "ip": "iproute2",
-    "nft": "nftables",
-    SSHD: "openssh-server",
-    "ssh-keygen": "openssh-client",
-    "memcached": "memcached",
-    "nutcracker": "nutcracker",
-}
 RECONCILER = "irctl.lab.reconciler"
-
-
-def check_requirements() -> None:
-    """Root, the Debian packages and moto: say exactly what is missing, in one line."""
-    problems = []
-    if os.geteuid() != 0:
-        problems.append("root (network namespaces need it)")
-    missing = missing_tools(*TOOLS)
-    if missing:
-        pkgs = sorted({TOOLS[t] for t in missing})
-        problems.append(f"{', '.join(missing)} (apt-get install {' '.join(pkgs)})")
-    import importlib.util
-
-    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
-        problems.append("moto server (pip install 'moto[server]')")
-    if problems:
-        raise InputError(f"irctl lab needs {'; '.join(problems)}", "install them and retry")
 
 
 def up(state_dir: Path, *, proxies: int, backends: int, clients: int, asg: bool) -> LabState:

@@ -49,10 +49,10 @@ class HealthChecker:
         self._fails: dict[str, int] = {}
 
     def check(self, addresses: list[str]) -> None:
-        if not addresses:
-            return
-        with ThreadPoolExecutor(max_workers=min(16, len(addresses))) as pool:
-            results = dict(zip(addresses, pool.map(self._probe, addresses), strict=True))
+        results: dict[str, bool] = {}
+        if addresses:
+            with ThreadPoolExecutor(max_workers=min(16, len(addresses))) as pool:
+                results = dict(zip(addresses, pool.map(self._probe, addresses), strict=True))
         with self._lock:
             for addr, ok in results.items():
                 if ok:
@@ -60,7 +60,7 @@ class HealthChecker:
                     self._fails[addr] = 0
                 else:
                     self._fails[addr] = self._fails.get(addr, 0) + 1
-            for addr in set(self._fails) - set(addresses):
+            for addr in (set(self._fails) | self._seen_ok) - set(addresses):
                 self._fails.pop(addr, None)
                 self._seen_ok.discard(addr)
 
