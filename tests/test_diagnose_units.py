@@ -623,3 +623,43 @@ def test_late_timers_discount_slowness_but_not_loss() -> None:
         proxies, BACKENDS, allowlist=[], thresholds=thresholds_for({}), operator_timer=late
     )
     assert v.classification == "cluster_wide_network"
+
+
+@pytest.mark.skipif(not (shutil.which("memcached") and shutil.which("bash")), reason="no memcached")
+def test_remote_script_probes_a_real_backend_over_ipv6_loopback() -> None:
+    """The whole script, run locally by sh: the bash probe and its timer control, on [::1]."""
+    import socket
+    import time
+
+    with socket.socket(socket.AF_INET6) as s:
+        try:
+            s.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback")
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(["memcached", "-u", "nobody", "-l", "::1", "-p", str(port), "-U", "0"])
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("::1", port), 0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        script = remote_script(
+            port, [f"[::1]:{port}"], top=3, samples=4, timeout=0.5, own_address="::1"
+        )
+        out = subprocess.run(
+            ["sh", "-s"], input=script, capture_output=True, text=True, timeout=30
+        ).stdout
+    finally:
+        proc.terminate()
+        proc.wait(5)
+    m = parse_measurement(out, 4)
+    assert m.complete
+    samples = m.backend_samples[f"[::1]:{port}"]
+    assert len(samples) == 4 and all(s.failed is None for s in samples)
+    assert len(m.timer_lag_ms) == 4
+    # The timer control's own connection came after ss looked: it is not a client.
+    assert m.established == 0

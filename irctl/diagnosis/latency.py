@@ -159,6 +159,7 @@ N=$1; TMO=$2; BUDGET=$3; SELF=$4; shift 4
 TMO_US=$(( 10#${TMO/./} * 1000 ))
 path() {
   local h=${1%:*} p=${1##*:} i=0 s c e r t ok=
+  h=${h#[}; h=${h%]}
   while [ "$i" -lt "$N" ]; do
     i=$((i + 1))
     s=$EPOCHREALTIME
