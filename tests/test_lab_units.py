@@ -85,13 +85,19 @@ def test_loadgen_prefills_then_keeps_a_steady_bounded_load_and_reconnects(
          "--rate", "200", "--keys", "300", "--prefill", "--stats", str(counters)],
     )  # fmt: skip
     try:
-        time.sleep(2.0)
+        deadline = time.monotonic() + 20
+        while stats(port)["curr_items"] < 300:
+            assert time.monotonic() < deadline, "prefill did not finish"
+            time.sleep(0.1)
         first = stats(port)
-        assert first["curr_items"] == 300
-        # Two connections per target, whatever the rate.
-        assert first["curr_connections"] <= 2 + 1 + 10
-        ops = first["cmd_get"] + first["cmd_set"]
-        assert 300 + 200 <= ops <= 300 + 200 * 3, ops
+        time.sleep(1.0)
+        second = stats(port)
+        assert second["curr_items"] == 300  # steady load sets known keys only
+        # The rate is bounded (200/s here), over two connections (plus the one asking).
+        rate = (second["cmd_get"] + second["cmd_set"]) - (first["cmd_get"] + first["cmd_set"])
+        assert 100 <= rate <= 400, rate
+        assert second["curr_connections"] - first["curr_connections"] == 0
+        ops = second["cmd_get"] + second["cmd_set"]
         proc.terminate()
         proc.wait(5)
         time.sleep(0.5)
@@ -101,7 +107,7 @@ def test_loadgen_prefills_then_keeps_a_steady_bounded_load_and_reconnects(
             again = stats(port)
             assert again["cmd_get"] + again["cmd_set"] > 50
             doc = json.loads(counters.read_text())
-            assert doc["failed"] > 0 and doc["ok"] > ops and doc["connects"] >= 4
+            assert doc["failed"] > 0 and doc["ok"] > ops - 300 and doc["connects"] >= 4
         finally:
             restarted.terminate()
             restarted.wait(5)
