@@ -254,6 +254,9 @@ def test_incident_signature_is_cluster_wide_network() -> None:
     assert v.recommended_runbook == "cluster-wide-failure"  # clients fail to reach most proxies
     assert v.paths_degraded == v.paths_total == 12
     assert any("retransmissions" in e for e in v.evidence)
+    # What the runbook acts on: every proxy on a degraded path, every shard behind one.
+    assert v.unhealthy_proxies == [f"proxy-{i}" for i in range(4)]
+    assert v.affected_shards == ["shard-0", "shard-1"]
 
 
 def test_slowness_without_loss_is_network_degradation() -> None:

@@ -111,10 +111,27 @@ def classify(
         return verdict("backend_failure", evidence, "backend-failure", failed_shards=shards)
 
     if network_wide:
+        # Name what a runbook acts on: the proxies on degraded paths (the fault follows the
+        # machines, so replacing them is the recovery) and the shards behind degraded paths.
+        hurt = [
+            p.name
+            for p in proxies
+            if p.error is not None or any(bad(x) for x in p.paths() if x.samples)
+        ]
+        affected = set(shards) | {
+            b.shard
+            for b in backends
+            for p in proxies
+            if b.server in p.backend_paths
+            and p.backend_paths[b.server].samples
+            and bad(p.backend_paths[b.server])
+        }
         return verdict(
             "cluster_wide_network",
             _network_evidence(paths, degraded, proxies, t),
             _network_runbook(proxies, t),
+            unhealthy_proxies=hurt,
+            affected_shards=sorted(affected),
         )
 
     measured = [p for p in proxies if p.measurement is not None]

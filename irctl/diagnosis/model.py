@@ -123,6 +123,8 @@ class Verdict:
     unhealthy_proxies: list[str] = field(default_factory=list)
     storm_sources: list[str] = field(default_factory=list)
     failed_shards: list[str] = field(default_factory=list)
+    # Shards whose paths are failed or degraded: what "restore connectivity first" flushes.
+    affected_shards: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     recommended_runbook: str | None = None
     paths_total: int = 0

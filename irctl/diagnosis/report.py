@@ -42,6 +42,7 @@ def build_report(
         "unhealthy_proxies": verdict.unhealthy_proxies,
         "storm_sources": verdict.storm_sources,
         "failed_shards": verdict.failed_shards,
+        "affected_shards": verdict.affected_shards or verdict.failed_shards,
         "summary": summary_line(verdict),
         "paths": {
             "total": verdict.paths_total,
