@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,20 @@ def _dir() -> Path:
     return state().settings.state_dir
 
 
+@contextlib.contextmanager
+def _lab_errors() -> Iterator[None]:
+    """A failed `ip`/`nft`/daemon start is the outside world failing: one line and a hint."""
+    from irctl.errors import ProviderError
+    from irctl.lab.netns import LabError
+
+    try:
+        yield
+    except LabError as exc:
+        raise ProviderError(
+            str(exc), "irctl lab status; irctl lab down clears a broken lab"
+        ) from None
+
+
 @lab_app.command("up")
 def up(
     proxies: int = typer.Option(3, "--proxies", help="Proxy hosts (sshd + nutcracker)"),
@@ -38,7 +54,8 @@ def up(
     from irctl.lab.files import env_vars
 
     started = time.monotonic()
-    lab = lab_up(_dir(), proxies=proxies, backends=backends, clients=clients, asg=asg)
+    with _lab_errors():
+        lab = lab_up(_dir(), proxies=proxies, backends=backends, clients=clients, asg=asg)
     data: dict[str, Any] = {
         "directory": lab.directory,
         "subnet": lab.subnet,
@@ -68,7 +85,8 @@ def down() -> None:
     """Remove everything the lab made (pids, namespaces, links, files); safe to repeat."""
     from irctl.lab.cluster import down as lab_down
 
-    data = lab_down(_dir())
+    with _lab_errors():
+        data = lab_down(_dir())
     text = (
         f"lab down: removed {len(data['namespaces'])} namespaces and {data.get('bridge')}"
         if data["removed"]
@@ -143,7 +161,8 @@ def loss(
     """Drop a share of the packets arriving at hosts (nftables numgen)."""
     from irctl.lab.faults import loss as do
 
-    data = do(_dir(), percent, list(hosts or []))
+    with _lab_errors():
+        data = do(_dir(), percent, list(hosts or []))
     emit(data, f"dropping {percent}% of packets on {', '.join(data['hosts'])}")
 
 
@@ -156,7 +175,8 @@ def storm(
     """One client opens thousands of connections to one proxy."""
     from irctl.lab.faults import storm as do
 
-    data = do(_dir(), client, proxy, connections)
+    with _lab_errors():
+        data = do(_dir(), client, proxy, connections)
     emit(data, f"{data['client']} holds {connections} connections to {data['proxy']}")
 
 
@@ -168,7 +188,8 @@ def overload(
     """Every client loads one proxy with many connections."""
     from irctl.lab.faults import overload as do
 
-    data = do(_dir(), proxy, per_client)
+    with _lab_errors():
+        data = do(_dir(), proxy, per_client)
     emit(data, f"every client holds {per_client} connections to {data['proxy']}")
 
 
@@ -179,7 +200,8 @@ def kill_backend(
     """Stop one backend's memcached (by its pid)."""
     from irctl.lab.faults import kill_backend as do
 
-    data = do(_dir(), backend)
+    with _lab_errors():
+        data = do(_dir(), backend)
     emit(data, f"stopped memcached on {data['backend']} ({data['address']}, pid {data['pid']})")
 
 
@@ -188,7 +210,8 @@ def clear() -> None:
     """Undo every fault: loss tables deleted, connections closed, memcached restarted."""
     from irctl.lab.faults import clear as do
 
-    data = do(_dir())
+    with _lab_errors():
+        data = do(_dir())
     emit(data, f"cleared: {', '.join(data['cleared']) or 'nothing'}")
 
 
