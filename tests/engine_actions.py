@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from irctl.actions.base import BaseAction, Context, Effect, Outcome, Params, Plan, Reconciled
+from irctl.errors import RefusedError
 
 
 class Touch(BaseAction):
@@ -21,8 +22,11 @@ class Touch(BaseAction):
         crash_after: bool = False  # simulate a crash between the change and its result record
         crash_once: str | None = None  # marker file: crash (before the change) only the first time
         sleep: float = 0.0
+        refuse_plan: bool = False  # plan() raises, like a safety check on the live world
 
     def plan(self, params: Any, ctx: Context) -> Plan:
+        if params.refuse_plan:
+            raise RefusedError(f"refusing to create {params.path}", "the world says no")
         return Plan(
             summary=f"create {params.path}",
             details=[f"touch {params.path}"],

@@ -246,3 +246,20 @@ def test_yaml_roundtrip_of_book() -> None:
         }
     )
     assert Runbook.model_validate(yaml.safe_load(text)).steps[0].with_ == {"duration": "1s"}
+
+
+def test_drill_plan_refused_after_planned_change_is_not_run(
+    make_ctx: Callable[..., Context], tmp_path: Path
+) -> None:
+    """A plan computed on a world the drill did not change is a guess: reported, not failed."""
+    steps = [
+        {"id": "a", "action": "test.touch", "with": {"path": "{{ inputs.dir }}/a"}},
+        {"id": "b", "action": "test.touch",
+         "with": {"path": "{{ inputs.dir }}/b", "refuse_plan": True}},
+    ]  # fmt: skip
+    drill, _ = run(make_ctx, book(steps), tmp_path, dry_run=True)
+    assert drill.status == "planned"
+    assert drill.step("b").status == "not_run"
+    assert "refusing to create" in (drill.step("b").reason or "")
+    live, _ = run(make_ctx, book(steps), tmp_path)
+    assert live.status == "failed" and "refusing to create" in (live.step("b").error or "")

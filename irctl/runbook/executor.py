@@ -104,6 +104,13 @@ def execute_step(sc: StepContext) -> StepResult:
             for work in works:
                 work.plan = action.plan(work.params, ctx.for_step(step.id, work.key or None))
         except IrctlError as exc:
+            if sc.dry_run and sc.after_planned:
+                # The drill measured a world without its planned changes; a live run decides
+                # this step after them. Say so instead of failing the drill on a guess.
+                return finish(
+                    "not_run",
+                    reason=f"could not be planned on a world without the planned changes: {exc}",
+                )
             return finish("failed", error=str(exc))  # message and hint
         plans = [w.plan.to_dict() for w in works if w.plan is not None]
         if sc.dry_run:
