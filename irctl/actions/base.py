@@ -169,54 +169,36 @@ class Context:
         An exception inside the block is journaled as a failed result, then re-raised.
         """
         started = self.clock.monotonic()
+        common: dict[str, Any] = {
+            "scope": "call",
+            "run_id": self.run_id,
+            "operator": self.operator,
+            "runbook": self.runbook,
+            "step": self.step_id,
+            "item": self.item_key,
+            "action": operation,
+        }
         intent = self.journal.append(
-            "intent",
-            scope="call",
-            run_id=self.run_id,
-            operator=self.operator,
-            runbook=self.runbook,
-            step=self.step_id,
-            item=self.item_key,
-            action=operation,
-            targets=targets or [],
-            params=params or {},
-            dry_run=self.dry_run,
+            "intent", **common, targets=targets or [], params=params or {}, dry_run=self.dry_run
         )
         record = MutationRecord(intent_seq=int(intent["seq"]))
+
+        def result(**fields: Any) -> None:
+            elapsed = int((self.clock.monotonic() - started) * 1000)
+            self.journal.append(
+                "result", **common, intent_seq=record.intent_seq, duration_ms=elapsed, **fields
+            )
+
         try:
             yield record
         except BaseException as exc:
-            self.journal.append(
-                "result",
-                scope="call",
-                run_id=self.run_id,
-                operator=self.operator,
-                runbook=self.runbook,
-                step=self.step_id,
-                item=self.item_key,
-                action=operation,
-                intent_seq=record.intent_seq,
-                targets=targets or [],
-                ok=False,
-                error=one_line(str(exc) or type(exc).__name__),
-                duration_ms=int((self.clock.monotonic() - started) * 1000),
-            )
+            result(targets=targets or [], ok=False, error=one_line(str(exc) or type(exc).__name__))
             raise
-        self.journal.append(
-            "result",
-            scope="call",
-            run_id=self.run_id,
-            operator=self.operator,
-            runbook=self.runbook,
-            step=self.step_id,
-            item=self.item_key,
-            action=operation,
-            intent_seq=record.intent_seq,
+        result(
             targets=record.targets or targets or [],
             ok=record.ok,
             outcome=record.outcome,
             error=record.error,
-            duration_ms=int((self.clock.monotonic() - started) * 1000),
         )
 
 
