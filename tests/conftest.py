@@ -16,6 +16,10 @@ from irctl.settings import Settings
 from irctl.ui import QuietUI
 
 
+# Registered here, before any test module imports them, so pytest can rewrite their asserts.
+pytest_plugins = ["tests.lab_fixtures", "tests.moto_fixtures"]
+
+
 @pytest.fixture
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Beside tmp_path, not in it: tests may count what is in tmp_path.
