@@ -47,6 +47,7 @@ class Engine:
     literal_params: bool = False  # CLI commands: operator text is never a template
     extra_started: dict[str, Any] = field(default_factory=dict)
     _last_undone: list[dict[str, Any]] = field(default_factory=list)
+    _inventory: dict[str, Any] | None = field(default=None, repr=False)
 
     # -- public --------------------------------------------------------------
     def start(self, given_inputs: dict[str, Any]) -> RunResult:
@@ -180,6 +181,12 @@ class Engine:
         run.undone = undone or self._last_undone
         return run
 
+    def _inventory_view(self) -> dict[str, Any]:
+        # Dumped once per run: templates read it, nothing in a run changes it.
+        if self._inventory is None:
+            self._inventory = as_plain(self.ctx.inventory)
+        return self._inventory
+
     def _scope(self) -> dict[str, Any]:
         steps: dict[str, Any] = {}
         for sid, res in self.results.items():
@@ -191,7 +198,7 @@ class Engine:
         return {
             "inputs": self.inputs,
             "steps": steps,
-            "inventory": as_plain(self.ctx.inventory),
+            "inventory": self._inventory_view(),
             "run": {
                 "id": self.ctx.run_id,
                 "operator": self.ctx.operator,

@@ -63,16 +63,21 @@ _DOTTED = re.compile(r"^\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*$")
 _MISSING = object()
 
 
+@lru_cache(maxsize=4096)
+def _dotted_parts(expression: str) -> tuple[str, ...] | None:
+    match = _DOTTED.match(expression)
+    return tuple(match.group(1).split(".")) if match else None
+
+
 def _dotted(expression: str, scope: dict[str, Any]) -> Any:
     """Resolve `a.b.c` over plain dicts without Jinja (hot in foreach over many items).
 
     Returns _MISSING whenever Jinja's semantics could differ (attribute lookups,
     missing keys, names shadowed by dict methods): Jinja then decides.
     """
-    match = _DOTTED.match(expression)
-    if match is None:
+    parts = _dotted_parts(expression)
+    if parts is None:
         return _MISSING
-    parts = match.group(1).split(".")
     value: Any = scope.get(parts[0], _MISSING)
     for part in parts[1:]:
         if not isinstance(value, dict) or part not in value or hasattr(dict, part):
