@@ -128,6 +128,12 @@ def status() -> None:
         console.print(table)
         for f in data["faults"]:
             console.print(f"fault: {f}", markup=False)
+        sink = data["sink"]
+        sink_state = "" if sink["alive"] else " [red]DEAD[/]"
+        console.print(
+            f"notification sink {sink['url']}{sink_state}: {sink['notifications']} received"
+            f" ({sink['file']})"
+        )
         console.print(f"source {data['env_file']}", markup=False)
 
     emit(data, text)

@@ -40,6 +40,7 @@ from irctl.lab.state import (
 PROXY_PORT = 22121
 BACKEND_PORT = 11211
 RECONCILER = "irctl.lab.reconciler"
+SINK = "irctl.lab.sink"
 
 
 def up(state_dir: Path, *, proxies: int, backends: int, clients: int, asg: bool) -> LabState:
@@ -61,6 +62,7 @@ def up(state_dir: Path, *, proxies: int, backends: int, clients: int, asg: bool)
         for path in stale:  # leftovers of a lab whose state never got written
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         daemon = _start_daemon(directory)
+        sink = _start_daemon(directory, SINK)
         net = Network("lab", directory)
         state: LabState | None = None
         try:
@@ -76,12 +78,14 @@ def up(state_dir: Path, *, proxies: int, backends: int, clients: int, asg: bool)
                 proxy_port=PROXY_PORT,
                 backend_port=BACKEND_PORT,
                 daemon_pid=daemon,
+                sink_pid=sink,
             )
             write_state(state)
             _build(state, net, proxies, backends, clients, asg)
         except BaseException:
             if state is None:
                 _stop_daemon(daemon)
+                _stop_daemon(sink, SINK)
                 net.down()
             else:
                 _teardown(directory, state)
@@ -90,11 +94,15 @@ def up(state_dir: Path, *, proxies: int, backends: int, clients: int, asg: bool)
     return state
 
 
-def _start_daemon(directory: Path) -> int:
+def _log_path(directory: Path, module: str) -> Path:
+    return directory / f"{module.rsplit('.', 1)[-1]}.log"
+
+
+def _start_daemon(directory: Path, module: str = RECONCILER) -> int:
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "reconciler.log", "ab") as log:
+    with open(_log_path(directory, module), "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", RECONCILER, "--dir", str(directory)],
+            [sys.executable, "-m", module, "--dir", str(directory)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -136,6 +144,7 @@ def _build(
         aws_job = aws_pool.submit(aws_picture)
         by_role = _start_daemons(state, net, hosts, names, key.public)
         state.aws = aws_job.result()
+    state.sink = _wait_endpoint(directory, state.sink_pid or 0, "sink", SINK, "notification sink")
     write_inventory(state)
     write_env(state)
     write_targets(state)
@@ -179,17 +188,22 @@ def start_loadgen(host: Host, state: LabState, seed: int = 0) -> int:
     )  # fmt: skip
 
 
-def _wait_endpoint(directory: Path, daemon: int, timeout: float = 60.0) -> str:
-    path = directory / "endpoint"
+def _wait_endpoint(
+    directory: Path,
+    daemon: int,
+    name: str = "endpoint",
+    module: str = RECONCILER,
+    what: str = "moto/reconciler",
+    timeout: float = 60.0,
+) -> str:
+    path = directory / name
+    log = _log_path(directory, module)
     deadline = time.monotonic() + timeout
     while not path.exists():
         if not pid_alive(daemon):
-            raise ProviderError(
-                "the lab's moto/reconciler process exited at start",
-                f"see {directory / 'reconciler.log'}",
-            )
+            raise ProviderError(f"the lab's {what} process exited at start", f"see {log}")
         if time.monotonic() > deadline:
-            raise ProviderError("moto did not start in time", f"see {directory / 'reconciler.log'}")
+            raise ProviderError(f"the lab's {what} did not start in time", f"see {log}")
         time.sleep(0.05)
     return path.read_text().strip()
 
@@ -213,18 +227,18 @@ def _wait_healthy(state: LabState, timeout: float = 45.0) -> None:
         aws.close()
 
 
-def daemon_is_ours(pid: int | None) -> bool:
+def daemon_is_ours(pid: int | None, module: str = RECONCILER) -> bool:
     if not pid or not pid_alive(pid):
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return RECONCILER.encode() in cmdline
+    return module.encode() in cmdline
 
 
-def _stop_daemon(pid: int | None, timeout: float = 3.0) -> None:
-    if not daemon_is_ours(pid):
+def _stop_daemon(pid: int | None, module: str = RECONCILER, timeout: float = 3.0) -> None:
+    if not daemon_is_ours(pid, module):
         return
     assert pid is not None
     os.kill(pid, signal.SIGTERM)
@@ -263,6 +277,7 @@ def _delete_links(token: str) -> None:
 
 def _teardown(directory: Path, state: LabState) -> list[str]:
     _stop_daemon(state.daemon_pid)
+    _stop_daemon(state.sink_pid, SINK)
     net = attach(state)
     # Namespaces carry the lab's random token: any with it are ours, even ones the
     # reconciler made after the state was last written.

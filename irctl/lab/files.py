@@ -11,6 +11,7 @@ import yaml
 
 from irctl.lab import cloud
 from irctl.lab.hosts import cluster_spec
+from irctl.lab.sink import notify_env, notify_section
 from irctl.lab.state import LabState
 
 # Every lab host shares this machine's cores: the scheduler alone delays some samples by
@@ -34,7 +35,7 @@ def inventory_dict(state: LabState) -> dict[str, Any]:
     }
     if state.aws.get("autoscaling_group"):
         cluster["autoscaling_group"] = state.aws["autoscaling_group"]
-    return {
+    doc: dict[str, Any] = {
         "aws": {
             "region": cloud.REGION,
             "endpoint_url": state.endpoint,
@@ -53,6 +54,10 @@ def inventory_dict(state: LabState) -> dict[str, Any]:
         "allowlist": [],
         "clusters": {cloud.CLUSTER: cluster},
     }
+    if state.sink:
+        # The lab's notification sink stands in for Slack, Statuspage and a pager webhook.
+        doc["notify"] = notify_section(state.sink)
+    return doc
 
 
 def write_inventory(state: LabState) -> Path:
@@ -65,7 +70,8 @@ def write_inventory(state: LabState) -> Path:
 
 
 def env_vars(state: LabState) -> dict[str, str]:
-    return {"IRCTL_INVENTORY": state.files["inventory"], **cloud.AWS_ENV}
+    sink = notify_env(state.sink) if state.sink else {}
+    return {"IRCTL_INVENTORY": state.files["inventory"], **cloud.AWS_ENV, **sink}
 
 
 def write_env(state: LabState) -> Path:

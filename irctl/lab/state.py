@@ -60,6 +60,8 @@ class LabState:
     faults: list[FaultRecord] = field(default_factory=list)
     daemon_pid: int | None = None
     endpoint: str | None = None
+    sink_pid: int | None = None  # the notification sink (irctl/lab/sink.py)
+    sink: str | None = None  # its URL
     aws: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     ready: bool = False  # the reconciler acts only once `lab up` has built the picture

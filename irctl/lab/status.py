@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from irctl.errors import IrctlError
-from irctl.lab import cloud
-from irctl.lab.cluster import daemon_is_ours
+from irctl.lab import cloud, sink
+from irctl.lab.cluster import SINK, daemon_is_ours
 from irctl.lab.faults import dropped
 from irctl.lab.hosts import alive_in
 from irctl.lab.state import FaultRecord, LabState, lab_dir, read_state
@@ -44,6 +44,13 @@ def status(state_dir: Path) -> dict[str, Any]:
         "bridge": state.bridge,
         "endpoint": state.endpoint,
         "reconciler": {"pid": state.daemon_pid, "alive": daemon},
+        "sink": {
+            "pid": state.sink_pid,
+            "alive": daemon_is_ours(state.sink_pid, SINK),
+            "url": state.sink,
+            "notifications": sink.count(directory),
+            "file": str(directory / sink.RECORDS_FILE),
+        },
         "inventory": state.files.get("inventory"),
         "env_file": state.files.get("env"),
         "aws": state.aws,
