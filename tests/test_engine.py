@@ -187,12 +187,17 @@ def test_declined_confirmation_aborts(make_ctx: Callable[..., Context], tmp_path
 
 
 def test_no_terminal_no_yes_refuses(make_ctx: Callable[..., Context], tmp_path: Path) -> None:
-    from irctl.errors import RefusedError
-
-    steps = [{"id": "a", "action": "test.touch", "with": {"path": "{{ inputs.dir }}/a"}}]
-    with pytest.raises(RefusedError, match="no terminal"):
-        run(make_ctx, book(steps), tmp_path, yes=False)
+    steps = [{"id": "a", "action": "test.touch", "with": {"path": "{{ inputs.dir }}/a"}},
+             {"id": "b", "action": "test.touch", "with": {"path": "{{ inputs.dir }}/b"},
+              "on_failure": "continue"}]  # fmt: skip
+    result, ctx = run(make_ctx, book(steps), tmp_path, yes=False)
+    assert result.status == "aborted"  # a refusal stops the run whatever on_failure says
+    assert result.step("a").status == "declined"
+    assert "no terminal" in (result.error or "") and "--yes" in (result.error or "")
+    assert [s.id for s in result.steps] == ["a"]
     assert list(tmp_path.iterdir()) == []
+    events = [r["event"] for r in ctx.journal.records(result.run_id)]
+    assert events[-1] == "run_finished" and "intent" not in events
 
 
 def test_template_error_at_run_time_fails_cleanly(

@@ -15,7 +15,7 @@ from typing import Any
 
 from irctl.actions import get_action
 from irctl.actions.base import Context, Effect, Outcome, Reconciled
-from irctl.errors import InputError, IrctlError, RefusedError, one_line
+from irctl.errors import InputError, IrctlError, JournalError, RefusedError, one_line
 from irctl.inventory import as_plain
 from irctl.lock import ClusterLock
 from irctl.runbook.executor import StepContext, StepInterrupted, execute_step
@@ -94,6 +94,7 @@ class Engine:
         ctx = self.ctx
         status, error, interrupted = "succeeded", None, False
         after_planned = False
+        refused: str | None = None
         for step in self.runbook.steps:
             prior = state.steps.get(step.id) if state else None
             if prior is not None and prior.status in STEP_DONE:
@@ -129,6 +130,11 @@ class Engine:
             except KeyboardInterrupt:
                 result = StepResult(step.id, step.action, "interrupted", error="interrupted")
                 interrupted = True
+            except (RefusedError, JournalError) as exc:
+                # No terminal to confirm on, or no journal to record in: the step refuses,
+                # the refusal is recorded, and the run stops whatever on_failure says.
+                result = StepResult(step.id, step.action, "declined", error=str(exc))
+                refused = str(exc)
             self.results[step.id] = result
             if result.status == "planned":
                 after_planned = True
@@ -148,7 +154,8 @@ class Engine:
                 status, error = "aborted", "interrupted by the operator"
                 break
             if result.status == "declined":
-                status, error = "aborted", f"step {step.id!r} declined by the operator"
+                status = "aborted"
+                error = refused or f"step {step.id!r} declined by the operator"
                 break
             if result.status == "failed":
                 mode = step.on_failure or self.runbook.on_failure
