@@ -1,138 +1,26 @@
-"""A run's timeline for the postmortem, built from the journal alone.
-
-Every step and every change to the world (with its time, operator, targets and
-outcome), the key times (diagnosed, mitigated, resolved), and what changed by
-kind: filters, instances, shards, notifications. For a drill: what would have
-been done, and how long the diagnosis took. `render_markdown` is ready to paste.
-"""
+"""Building a run's timeline by walking its journal records once, in order."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any
 
-from irctl.durations import format_duration
 from irctl.errors import InputError, JournalError, one_line
 from irctl.journal import Journal
-
-# Kinds of change a postmortem asks about, recognized by the step's action.
-KINDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("filters_applied", "Filters applied", ("filter.block",)),
-    ("filters_reverted", "Filters reverted", ("filter.revert",)),
-    ("instances_replaced", "Instances replaced", ("aws.replace_proxy",)),
-    ("proxies_added", "Proxies added", ("aws.scale_proxies",)),
-    ("shards_flushed", "Shards flushed", ("cache.flush",)),
-    ("notifications", "Notifications", ("notify.",)),
+from irctl.timeline.model import (
+    KINDS,
+    MAX_PLAN_LINES,
+    Change,
+    Event,
+    Milestone,
+    Record,
+    Timeline,
+    brief,
+    kind_of,
+    notify_detail,
+    parse_ts,
+    span,
+    targets_in,
 )
-MAX_TARGETS = 5
-MAX_PLAN_LINES = 8
-Record = dict[str, Any]
-
-
-@dataclass
-class Event:
-    seq: int  # orders events as the journal did (a step sorts at its start)
-    ts: str
-    since_start_s: float
-    operator: str
-    kind: str  # run, step, call, planned, undo, reconcile, lock
-    step: str | None
-    item: str | None
-    action: str
-    targets: list[str]
-    outcome: str
-    ok: bool | None = None
-
-
-@dataclass
-class Change:
-    ts: str
-    step: str | None
-    item: str | None
-    action: str
-    targets: list[str]
-    ok: bool
-    detail: str
-    plan: list[str] = field(default_factory=list)  # drills: the exact calls
-
-
-@dataclass
-class Milestone:
-    at: str
-    since_start_s: float
-    what: str
-
-
-@dataclass
-class Timeline:
-    run_id: str
-    runbook: str
-    dry_run: bool
-    operators: list[str]
-    started_at: str
-    finished_at: str | None
-    status: str  # the run's status, or "unfinished"
-    inputs: dict[str, Any]
-    journal_verified: bool
-    milestones: dict[str, Milestone | None]
-    diagnosis_s: float
-    changes: dict[str, list[Change]]
-    planned: list[Change]
-    events: list[Event]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def span(seconds: float) -> str:
-    """A duration for people: 300ms, 4.5s, 1m30s (tenths matter early in an incident)."""
-    if seconds < 1:
-        return f"{int(seconds * 1000)}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}".removesuffix(".0") + "s"
-    return format_duration(seconds)
-
-
-def _ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _targets(value: Any) -> list[str]:
-    return [str(t) for t in value] if isinstance(value, list) else []
-
-
-def brief(value: Any, limit: int = 120) -> str:
-    """A few short fields of an output, for one table cell."""
-    if not isinstance(value, dict):
-        return "" if value is None else one_line(str(value), limit)
-    parts = []
-    for key, item in value.items():
-        if isinstance(item, list) and all(isinstance(v, str | int | float) for v in item):
-            parts.append(f"{key}={','.join(map(str, item[:MAX_TARGETS]))}")
-        elif isinstance(item, str | int | float | bool):
-            parts.append(f"{key}={item}")
-        if len(parts) == 4:
-            break
-    return one_line(", ".join(parts), limit)
-
-
-def _notify_detail(output: Any) -> str:
-    out = output if isinstance(output, dict) else {}
-    where = out.get("channel", "?")
-    if not out.get("delivered"):
-        return f"NOT delivered to {where}: {out.get('error', 'unknown error')}"
-    text = f"delivered to {where}"
-    if out.get("incident_id"):
-        text += f" (incident {out['incident_id']}: {out.get('status')})"
-    return text
-
-
-def kind_of(action: str) -> str | None:
-    for key, _, prefixes in KINDS:
-        if any(action == p or (p.endswith(".") and action.startswith(p)) for p in prefixes):
-            return key
-    return None
 
 
 def build_timeline(journal: Journal, run_id: str) -> Timeline:
@@ -183,7 +71,7 @@ class _Builder:
 
     def __init__(self, journal: Journal, records: list[dict[str, Any]], started: Record) -> None:
         self.journal = journal
-        self.t0 = _ts(started["ts"])
+        self.t0 = parse_ts(started["ts"])
         self.intents = {int(r["seq"]): r for r in records if r.get("event") == "intent"}
         self.step_action: dict[str, str] = {}
         self.open_steps: dict[str, Record] = {}  # started, not finished (yet)
@@ -194,7 +82,7 @@ class _Builder:
                 self.step_action[step] = str(rec.get("action"))
             if rec.get("event") in ("intent", "planned") and step:
                 known = self.step_targets.setdefault(step, [])
-                known += [t for t in _targets(rec.get("targets")) if t not in known]
+                known += [t for t in targets_in(rec.get("targets")) if t not in known]
         self.events: list[Event] = []
         self.changes: dict[str, list[Change]] = {key: [] for key, _, _ in KINDS}
         self.planned: list[Change] = []
@@ -206,7 +94,7 @@ class _Builder:
         self.settled: set[int] = set()  # intents whose outcome is known
 
     def since(self, rec: Record) -> float:
-        return round((_ts(rec["ts"]) - self.t0).total_seconds(), 3)
+        return round((parse_ts(rec["ts"]) - self.t0).total_seconds(), 3)
 
     def load(self, value: Any) -> Any:
         try:
@@ -229,7 +117,7 @@ class _Builder:
     ) -> None:
         at = at or rec
         if targets is None:
-            targets = _targets(rec.get("targets"))
+            targets = targets_in(rec.get("targets"))
         self.events.append(
             Event(
                 int(at["seq"]),
@@ -293,7 +181,7 @@ class _Builder:
         why = rec.get("error") or rec.get("reason")
         output = self.load(rec.get("output"))
         if action.startswith("notify.") and status == "succeeded":
-            why = _notify_detail(output)
+            why = notify_detail(output)
         elif status in ("succeeded", "executed") and not why:
             why = brief(output)
         if why:
@@ -325,11 +213,11 @@ class _Builder:
         if rec.get("reconciled"):
             self.add(rec, "reconcile", action, "applied before the crash (reconciled)", True)
         if kind == "notifications":
-            detail = _notify_detail(output)
+            detail = notify_detail(output)
         else:
             detail = brief(output) if ok else f"FAILED: {rec.get('error')}"
         if kind:
-            targets = _targets(rec.get("targets")) or self.targets_of(rec)
+            targets = targets_in(rec.get("targets")) or self.targets_of(rec)
             if kind == "notifications":  # the step succeeds either way; delivery is the news
                 ok = ok and isinstance(output, dict) and bool(output.get("delivered"))
             self.change(kind, rec, action, ok, detail, targets)
@@ -350,7 +238,7 @@ class _Builder:
             rec.get("step"),
             rec.get("item"),
             action,
-            _targets(rec.get("targets")),
+            targets_in(rec.get("targets")),
             True,
             summary,
             lines,
