@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from irctl.providers.ssh import KnownHosts, fingerprint
+from irctl.providers.known_hosts import KnownHosts, fingerprint
 
 BLOB = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519" + os.urandom(36)).decode()
 
