@@ -23,18 +23,20 @@ MAX_OUTPUT_PER_HOST = 4000  # the journal keeps outputs bounded; the full text i
 
 def cluster_hosts(ctx: Context, cluster: str, selected: list[str] | None = None) -> list[HostRef]:
     """HostRefs for `selected` proxies of `cluster` (names, addresses or ids), or all of them."""
+    from irctl.discovery import find_proxy, proxies_for
     from irctl.providers.ssh import HostRef
 
-    inv = ctx.inventory
+    # The cluster's proxies as they are now: discovered ones (EC2 tags) and replacements too.
+    current = proxies_for(ctx, cluster)
     proxies = (
-        [inv.find_proxy(cluster, ref) for ref in dict.fromkeys(selected)]
+        [find_proxy(current, cluster, ref) for ref in dict.fromkeys(selected)]
         if selected
-        else list(inv.cluster(cluster).proxies)
+        else current
     )
     if not proxies:
         raise InputError(
-            f"cluster {cluster!r} has no proxies in the inventory",
-            "list them under clusters.<name>.proxies or name the hosts",
+            f"cluster {cluster!r} has no proxies",
+            "list them under clusters.<name>.proxies (or set discover), or name the hosts",
         )
     return [HostRef(name=p.name, address=p.address, port=p.ssh_port) for p in proxies]
 

@@ -154,10 +154,12 @@ def list_filters(
     from irctl.providers.nft import Nft
     from irctl.providers.ssh import HostRef, SshProvider
 
+    from irctl.discovery import effective_proxies
+
     names = [cluster] if cluster else list(inventory.clusters)
     hosts: dict[str, HostRef] = {}
     for name in names:
-        for p in inventory.cluster(name).proxies:
+        for p in effective_proxies(inventory, settings, name):
             hosts.setdefault(p.address, HostRef(p.name, p.address, p.ssh_port))
     ssh = SshProvider.create(inventory, settings)
     try:
