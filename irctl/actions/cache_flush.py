@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
@@ -27,20 +26,19 @@ from irctl.actions.base import (
     Reconciled,
 )
 from irctl.actions.cache import cluster_shards
+from irctl.actions.cache_flush_proof import (
+    OPERATION,
+    ServerState,
+    await_canary,
+    flush_shard,
+    preflight,
+)
 from irctl.durations import parse_duration
-from irctl.errors import InputError, ProviderError, RefusedError, one_line
+from irctl.errors import InputError, RefusedError, one_line
 from irctl.journal import aggregate_errors
 
 if TYPE_CHECKING:
     from irctl.inventory import Shard
-    from irctl.providers.memcached import MemcachedProvider
-
-OPERATION = "memcached.flush_all"
-POLL = 0.25  # seconds between canary checks while a delayed flush comes due
-
-
-def _figures(stats: dict[str, Any]) -> dict[str, Any]:
-    return {"curr_items": stats.get("curr_items"), "cmd_flush": stats.get("cmd_flush")}
 
 
 def _seconds(value: Any) -> float:
@@ -48,30 +46,6 @@ def _seconds(value: Any) -> float:
         return parse_duration(value)
     except InputError as exc:  # pydantic reports ValueErrors with the field's name
         raise ValueError(exc.message) from None
-
-
-@dataclass
-class ServerState:
-    server: str
-    shard: str
-    before: dict[str, Any] = field(default_factory=dict)
-    after: dict[str, Any] = field(default_factory=dict)
-    flushed: bool = False
-    flush_counted: bool = False
-    canary_missed: bool = False
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "server": self.server,
-            "shard": self.shard,
-            "before": self.before,
-            "after": self.after,
-            "flushed": self.flushed,
-            "flush_counted": self.flush_counted,
-            "canary_missed": self.canary_missed,
-            "error": self.error,
-        }
 
 
 class FlushParams(ActionParams):
@@ -202,7 +176,7 @@ class CacheFlush(BaseAction):
         states = [ServerState(s, sh.name) for sh in chosen for s in sh.servers]
         # Long enough to outlive the proof: an expired canary would fake a successful flush.
         ttl = int(params.delay + params.verify_timeout + 600)
-        errors = self._preflight(mc, states, canary, token, ttl)
+        errors = preflight(mc, states, canary, token, ttl)
         if errors:
             return self._failed(params, states, errors, "before flushing (nothing was flushed)")
         sent: dict[str, float] = {}
@@ -211,12 +185,17 @@ class CacheFlush(BaseAction):
                 ctx.clock.sleep(params.stagger)
             ctx.check_cancelled()
             sent[shard.name] = ctx.clock.monotonic()
-            self._flush_shard(
-                params, ctx, mc, shard, [st for st in states if st.shard == shard.name]
+            flush_shard(
+                ctx,
+                mc,
+                shard,
+                [st for st in states if st.shard == shard.name],
+                cluster=params.cluster,
+                delay=params.delay,
             )
         for st in states:
             if st.flushed and st.flush_counted:
-                self._await_canary(
+                await_canary(
                     ctx, mc, st, canary, sent[st.shard] + params.delay + params.verify_timeout
                 )
         errors = [(st.server, f"{st.server} ({st.shard}): {st.error}") for st in states if st.error]
@@ -228,78 +207,6 @@ class CacheFlush(BaseAction):
             summary=f"flushed {len(chosen)} shard(s), proven on {len(states)} server(s)",
             targets=[st.server for st in states],
         )
-
-    def _preflight(
-        self, mc: MemcachedProvider, states: list[ServerState], canary: str, token: bytes, ttl: int
-    ) -> list[tuple[str, str]]:
-        errors = []
-        for st in states:
-            try:
-                st.before = _figures(mc.stats(st.server))
-                mc.set(st.server, canary, token, expire=ttl)
-                if mc.get(st.server, canary) != token:
-                    raise ProviderError(f"memcached {st.server}: the canary key did not read back")
-            except ProviderError as exc:
-                st.error = exc.message
-                errors.append((st.server, exc.message))
-        return errors
-
-    def _flush_shard(
-        self,
-        params: FlushParams,
-        ctx: Context,
-        mc: MemcachedProvider,
-        shard: Shard,
-        states: list[ServerState],
-    ) -> None:
-        journal_params = {
-            "cluster": params.cluster,
-            "shard": shard.name,
-            "delay": params.delay,
-            "before": {st.server: st.before for st in states},
-        }
-        with ctx.mutation(OPERATION, targets=list(shard.servers), params=journal_params) as m:
-            for st in states:
-                try:
-                    mc.flush_all(st.server, params.delay)
-                    st.flushed = True
-                    st.after = _figures(mc.stats(st.server))
-                except ProviderError as exc:
-                    st.error = exc.message
-                    continue
-                before, after = st.before.get("cmd_flush"), st.after.get("cmd_flush")
-                st.flush_counted = (
-                    isinstance(before, int) and isinstance(after, int) and after > before
-                )
-                if not st.flush_counted:
-                    st.error = f"cmd_flush did not rise ({before} -> {after})"
-            failed = [st.server for st in states if st.error]
-            m.result(
-                ok=not failed,
-                error=f"not flushed: {', '.join(failed)}" if failed else None,
-                shard=shard.name,
-                servers={
-                    st.server: {"before": st.before, "after": st.after, "flushed": st.flushed}
-                    for st in states
-                },
-            )
-
-    def _await_canary(
-        self, ctx: Context, mc: MemcachedProvider, st: ServerState, canary: str, deadline: float
-    ) -> None:
-        while True:
-            try:
-                if mc.get(st.server, canary) is None:
-                    st.canary_missed = True
-                    st.after = _figures(mc.stats(st.server))
-                    return
-            except ProviderError as exc:
-                st.error = exc.message
-                return
-            if ctx.clock.monotonic() >= deadline:
-                st.error = "the canary key still reads back after the flush"
-                return
-            ctx.clock.sleep(POLL)
 
     def _output(self, params: FlushParams, states: list[ServerState]) -> dict[str, Any]:
         return {
