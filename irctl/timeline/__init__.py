@@ -3,7 +3,8 @@
 Every step and every change to the world (with its time, operator, targets and
 outcome), the key times (diagnosed, mitigated, resolved), and what changed by
 kind: filters, instances, shards, notifications. For a drill: what would have
-been done, and how long the diagnosis took. `render_markdown` is ready to paste.
+been done, and how long the diagnosis took. `irctl.cli.timeline.render_markdown` is ready
+to paste.
 """
 
 from irctl.timeline.builder import build_timeline
