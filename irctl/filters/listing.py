@@ -151,10 +151,9 @@ def list_filters(
     inventory: Any, settings: Any, journal: Journal, cluster: str | None = None
 ) -> FilterListing:
     """Read every proxy (of `cluster`, or of all clusters) and build the listing."""
+    from irctl.discovery import effective_proxies
     from irctl.providers.nft import Nft
     from irctl.providers.ssh import HostRef, SshProvider
-
-    from irctl.discovery import effective_proxies
 
     names = [cluster] if cluster else list(inventory.clusters)
     hosts: dict[str, HostRef] = {}
