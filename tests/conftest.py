@@ -15,7 +15,6 @@ from irctl.providers import Providers
 from irctl.settings import Settings
 from irctl.ui import QuietUI
 
-
 # Registered here, before any test module imports them, so pytest can rewrite their asserts.
 pytest_plugins = ["tests.lab_fixtures", "tests.moto_fixtures"]
 
