@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from irctl.lab import sink
+from irctl.lab.state import pid_alive
 from tests.lab_fixtures import lab_skip_reason
 from tests.test_lab import RunningLab, bring_up, memcached_stats, wait_for
 
@@ -23,36 +24,30 @@ FAULT_TABLE = "irctl_lab_fault"
 
 
 class E2eLab(RunningLab):
-    def run_json(self, *args: str, timeout: float = 300) -> tuple[int, dict[str, Any]]:
+    def run_json(self, *args: str, timeout: float = 300) -> tuple[int, Any, str]:
+        """`irctl --output json ...`: exit code, the one JSON document, stderr."""
         proc = self.irctl("--output", "json", *args, timeout=timeout)
         try:
-            doc: dict[str, Any] = json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            raise AssertionError(
-                f"not one JSON document: {proc.stdout!r} / {proc.stderr}"
-            ) from None
-        return proc.returncode, doc
-
-    def runbook(
-        self, name: str, *params: str, dry_run: bool = False
-    ) -> tuple[int, dict[str, Any], str]:
-        """`irctl run NAME -p cluster=lab ... --yes` (and `--dry-run`); rc, the JSON, stderr."""
-        args = ["run", name, "-p", "cluster=lab"]
-        for p in params:
-            args += ["-p", p]
-        args += ["--yes"] + (["--dry-run"] if dry_run else [])
-        proc = self.irctl("--output", "json", *args, timeout=300)
-        try:
-            doc: dict[str, Any] = json.loads(proc.stdout)
+            doc = json.loads(proc.stdout)
         except json.JSONDecodeError:
             raise AssertionError(
                 f"not one JSON document: {proc.stdout!r} / {proc.stderr}"
             ) from None
         return proc.returncode, doc, proc.stderr
 
+    def runbook(
+        self, name: str, *params: str, dry_run: bool = False
+    ) -> tuple[int, dict[str, Any], str]:
+        """`irctl run NAME -p cluster=lab ... --yes` (and `--dry-run`)."""
+        args = ["run", name, "-p", "cluster=lab"]
+        for p in params:
+            args += ["-p", p]
+        return self.run_json(*args, "--yes", *(["--dry-run"] if dry_run else []))
+
     def diagnose(self) -> dict[str, Any]:
         # Exit 1 when the verdict is not healthy: the JSON is what matters here.
-        _, doc = self.run_json("diagnose", "--cluster", "lab")
+        _, doc, _ = self.run_json("diagnose", "--cluster", "lab")
+        assert isinstance(doc, dict)
         return doc
 
     def fault(self, *args: str) -> dict[str, Any]:
@@ -202,8 +197,10 @@ def lab_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2eLab]:
         )
         yield lab
     finally:
+        daemons = [lab.state()[k] for k in ("daemon_pid", "sink_pid")]
         down = lab.irctl("lab", "down")
         assert down.returncode == 0, down.stderr
+        assert not any(pid_alive(p) for p in daemons), daemons  # the sink stopped too
 
 
 def lab_journal(lab: E2eLab) -> Path:

@@ -121,7 +121,7 @@ def test_client_connection_storm_is_filtered_then_the_filter_reverted(e2e_lab: E
     assert filter_ids and step(doc, "revert")["status"] == "succeeded"
     assert_mitigated(lab, "client_storm")
     # Temporary means gone: nothing of the filter is left on any proxy.
-    _, listed = lab.run_json("filter", "list", "--cluster", "lab")
+    _, listed, _ = lab.run_json("filter", "list", "--cluster", "lab")
     assert not [f for f in listed if f["id"] in filter_ids and f.get("state") == "active"], listed
     for host in lab.proxies():
         ruleset = lab.netns_run(host["name"], "nft", "list", "ruleset")
