@@ -15,6 +15,8 @@ import hashlib
 import json
 import os
 import re
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,13 +29,12 @@ GENESIS = "0" * 64
 MAX_RECORD = 8192  # bytes of JSON; beyond this the outcome moves to a side file
 MAX_STRING = 1000
 MAX_LIST = 50
-_SECRET_KEY = re.compile(
+SECRET_KEY = re.compile(
     r"(secret|token|password|passwd|api_key|apikey|webhook_url|authorization)", re.I
 )
 REDACTED = "***"
-# Fields whose values come from operators and runbooks, where a secret may sit under its
-# name; everywhere else known secret values are replaced wherever they appear.
-_KEYED = {"", "params", "inputs", "record", "undo"}
+# Fields resume and rollback read back: kept whole (spilled to a blob when large).
+STATE_FIELDS = ("output", "outcome", "plan", "undo", "params", "inputs", "run_state", "record")
 
 
 def canonical(record: dict[str, Any]) -> bytes:
@@ -98,25 +99,18 @@ class Journal:
             self.secrets.add(value)
 
     def redact(self, value: Any, key: str = "") -> Any:
-        """Blank values under secret-looking keys, then every known secret value anywhere."""
-        if key in _KEYED:
-            value = self._redact_keys(value, key)
-        if not self.secrets:
-            return value
-        text = json.dumps(value, default=str)
-        if not any(secret in text for secret in self.secrets):
-            return value
-        for secret in self.secrets:
-            text = text.replace(json.dumps(secret)[1:-1], REDACTED)
-        return json.loads(text)
-
-    def _redact_keys(self, value: Any, key: str = "") -> Any:
-        if isinstance(value, dict):
-            return {k: self._redact_keys(v, str(k)) for k, v in value.items()}
-        if key and isinstance(value, str) and value and _SECRET_KEY.search(key):
+        """Whole values under secret-looking keys, and every known secret inside any string."""
+        if key and SECRET_KEY.search(key) and isinstance(value, str | list | dict) and value:
             return REDACTED
-        if isinstance(value, list) and value and isinstance(value[0], dict | list):
-            return [self._redact_keys(v) for v in value]
+        if isinstance(value, str):
+            for secret in self.secrets:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self.redact(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.redact(v) for v in value]
         return value
 
     def check_writable(self) -> None:
@@ -134,10 +128,12 @@ class Journal:
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append one record; returns it with seq and hash. Raises JournalError if not on disk."""
         fields = {k: self.redact(v, k) for k, v in fields.items() if v is not None}
-        # Large outputs keep their full value (resume needs it) in a side file named by hash.
-        for key in ("output", "outcome", "plan", "undo"):
-            if key in fields and len(canonical({"v": fields[key]})) > MAX_RECORD // 2:
-                fields[key] = self._spill(fields[key])
+        for key in STATE_FIELDS:
+            # Resume and rollback read these back: never cut them, move them whole to a blob.
+            if key in fields:
+                value = fields[key]
+                if bound(value) != value or len(canonical({"v": value})) > MAX_RECORD // 2:
+                    fields[key] = self._spill(value)
         record: dict[str, Any] = {"event": event, **bound(fields)}
         if "error" in record:
             record["error"] = one_line(str(record["error"]))
@@ -146,6 +142,7 @@ class Journal:
             with open(self.path, "a+b") as fh:
                 fcntl.flock(fh, fcntl.LOCK_EX)
                 try:
+                    repaired = self._repair_torn_tail(fh)
                     last = _last_record(fh)
                     record = {
                         "seq": (int(last["seq"]) + 1) if last else 1,
@@ -155,12 +152,15 @@ class Journal:
                         **record,
                         "prev": last["hash"] if last else GENESIS,
                     }
+                    if repaired:
+                        record["repaired_torn_tail"] = repaired
                     record = self._fit(record)
                     record["hash"] = record_hash(record)
                     fh.write(canonical(record) + b"\n")
                     fh.flush()
                     if self.fsync:
                         os.fsync(fh.fileno())
+                    self._write_head(record)
                 finally:
                     fcntl.flock(fh, fcntl.LOCK_UN)
         except OSError as exc:
@@ -169,6 +169,44 @@ class Journal:
                 "free space or fix permissions; mutating steps refuse until it can be written",
             ) from None
         return record
+
+    @property
+    def head_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".head")
+
+    def _write_head(self, record: dict[str, Any]) -> None:
+        """The newest seq and hash beside the journal: `verify` catches lines cut off its end.
+
+        Not fsynced: after a power loss it may lag the journal, which verify allows.
+        """
+        tmp = self.head_path.with_name(f"{self.head_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"seq": record["seq"], "hash": record["hash"]}))
+        os.replace(tmp, self.head_path)
+
+    def _repair_torn_tail(self, fh: Any) -> dict[str, Any] | None:
+        """A write cut short (disk full, power loss) leaves a last line without a newline.
+
+        Keep the journal usable: move those bytes to a `.torn` file and say so in the
+        next record, instead of refusing every command until someone edits the file.
+        """
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        if size == 0:
+            return None
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return None
+        chunk = min(size, MAX_RECORD * 4)
+        fh.seek(size - chunk)
+        tail = fh.read(chunk)
+        cut = tail.rfind(b"\n")
+        keep = size - chunk + cut + 1 if cut >= 0 else (0 if chunk == size else None)
+        if keep is None:
+            raise JournalError(f"{self.path}: a damaged last line", "run `irctl log verify`")
+        torn = self.path.with_name(f"{self.path.name}.torn-{int(time.time())}")
+        torn.write_bytes(tail[len(tail) - (size - keep) :])
+        fh.truncate(keep)
+        return {"bytes": size - keep, "saved_to": str(torn)}
 
     def _fit(self, record: dict[str, Any]) -> dict[str, Any]:
         """Move oversized outcome/output to a side file named by its hash; keep the record small."""
@@ -186,19 +224,27 @@ class Journal:
     def _spill(self, value: Any) -> dict[str, Any]:
         data = canonical({"value": value})
         digest = hashlib.sha256(data).hexdigest()
-        side = self.path.parent / "blobs" / f"{digest}.json"
+        side = self.blob_path(digest)
         side.parent.mkdir(parents=True, exist_ok=True)
         if not side.exists():
-            tmp = side.with_suffix(".tmp")
-            tmp.write_bytes(data)
+            # A name of our own: two processes spilling the same value must not collide.
+            tmp = side.with_name(f"{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
+            with open(tmp, "wb") as out:
+                out.write(data)
+                out.flush()
+                if self.fsync:
+                    os.fsync(out.fileno())
             os.replace(tmp, side)
         return {"_blob": digest}
+
+    def blob_path(self, digest: str) -> Path:
+        return self.path.parent / "blobs" / f"{digest}.json"
 
     def load_blob(self, value: Any) -> Any:
         """Undo `_spill`: the full value of a record field, checked against its hash."""
         if not (isinstance(value, dict) and set(value) == {"_blob"}):
             return value
-        side = self.path.parent / "blobs" / f"{value['_blob']}.json"
+        side = self.blob_path(str(value["_blob"]))
         try:
             data = side.read_bytes()
         except OSError:
@@ -208,7 +254,10 @@ class Journal:
         return json.loads(data)["value"]
 
     # -- reading -------------------------------------------------------------
-    def records(self, run_id: str | None = None) -> Iterator[dict[str, Any]]:
+    def records(
+        self, run_id: str | None = None, *, check: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Records in order; `check` refuses any whose hash does not match (resume, rollback)."""
         if not self.path.exists():
             return
         try:
@@ -219,17 +268,27 @@ class Journal:
                     try:
                         rec = json.loads(line)
                     except json.JSONDecodeError:
+                        if not line.endswith(b"\n"):
+                            return  # a torn last write: the next append repairs it
                         raise JournalError(
                             f"{self.path}:{lineno}: not a JSON record", "run `irctl log verify`"
                         ) from None
+                    if check and (not isinstance(rec, dict) or rec.get("hash") != record_hash(rec)):
+                        raise JournalError(
+                            f"{self.path}:{lineno}: the record was changed after it was written",
+                            "run `irctl log verify`; nothing is done from a tampered journal",
+                        )
                     if run_id is None or rec.get("run_id") == run_id:
                         yield rec
         except OSError as exc:
             raise JournalError(f"cannot read the journal {self.path}: {exc.strerror}") from None
 
     def verify(self) -> VerifyResult:
-        """Walk the chain; the first line whose hash, link or sequence is wrong is reported."""
-        prev, expected_seq, count = GENESIS, 1, 0
+        """Walk the chain; the first line whose hash, link, sequence or blob is wrong is reported.
+
+        Lines cut off the end are caught against the head file written beside the journal.
+        """
+        prev, expected_seq, count, lineno = GENESIS, 1, 0, 0
         if not self.path.exists():
             return VerifyResult(True, 0)
         with open(self.path, "rb") as fh:
@@ -237,7 +296,10 @@ class Journal:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
-                    return VerifyResult(False, count, lineno, "not a JSON record")
+                    why = (
+                        "torn last line (an interrupted write)" if not line.endswith(b"\n") else ""
+                    )
+                    return VerifyResult(False, count, lineno, why or "not a JSON record")
                 if not isinstance(rec, dict):
                     return VerifyResult(False, count, lineno, "not a JSON object")
                 if rec.get("hash") != record_hash(rec):
@@ -250,8 +312,37 @@ class Journal:
                     return VerifyResult(
                         False, count, lineno, f"sequence {rec.get('seq')}, expected {expected_seq}"
                     )
+                bad_blob = self._bad_blob(rec)
+                if bad_blob:
+                    return VerifyResult(False, count, lineno, bad_blob)
                 prev, expected_seq, count = rec["hash"], expected_seq + 1, count + 1
+        head = self._read_head()
+        if head is not None and int(head.get("seq", 0)) > count:
+            return VerifyResult(
+                False, count, lineno + 1,
+                f"the journal ends at record {count} but had reached {head['seq']}: "
+                "records were removed from its end",
+            )  # fmt: skip
         return VerifyResult(True, count)
+
+    def _read_head(self) -> dict[str, Any] | None:
+        try:
+            head = json.loads(self.head_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return head if isinstance(head, dict) else None
+
+    def _bad_blob(self, rec: dict[str, Any]) -> str | None:
+        for key, value in rec.items():
+            if isinstance(value, dict) and set(value) == {"_blob"}:
+                side = self.blob_path(str(value["_blob"]))
+                try:
+                    data = side.read_bytes()
+                except OSError:
+                    return f"{key}: its blob {side.name} is missing"
+                if hashlib.sha256(data).hexdigest() != value["_blob"]:
+                    return f"{key}: its blob {side.name} was changed"
+        return None
 
 
 def _last_record(fh: Any) -> dict[str, Any] | None:
@@ -267,10 +358,12 @@ def _last_record(fh: Any) -> dict[str, Any] | None:
     if not lines:
         return None
     try:
-        rec: dict[str, Any] = json.loads(lines[-1])
+        rec = json.loads(lines[-1])
     except json.JSONDecodeError:
+        rec = None
+    if not isinstance(rec, dict) or not isinstance(rec.get("seq"), int) or "hash" not in rec:
         raise JournalError(
-            "the journal's last line is not a record (a torn write?)",
-            "run `irctl log verify`, then move the damaged journal aside",
-        ) from None
+            "the journal's last line is not an irctl record",
+            "run `irctl log verify`; move the damaged line aside to go on",
+        )
     return rec

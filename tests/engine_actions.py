@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
-from irctl.actions.base import BaseAction, Context, Effect, Outcome, Params, Plan, Reconciled
+from irctl.actions.base import (
+    ActionParams,
+    BaseAction,
+    Context,
+    Effect,
+    Outcome,
+    Params,
+    Plan,
+    Reconciled,
+)
 from irctl.errors import RefusedError
 
 
@@ -23,6 +33,9 @@ class Touch(BaseAction):
         crash_once: str | None = None  # marker file: crash (before the change) only the first time
         sleep: float = 0.0
         refuse_plan: bool = False  # plan() raises, like a safety check on the live world
+        hang: float = 0.0  # ignores cancel: a stuck API call
+        token: str | None = None
+        ids: list[str] = []
 
     def plan(self, params: Any, ctx: Context) -> Plan:
         if params.refuse_plan:
@@ -35,6 +48,8 @@ class Touch(BaseAction):
         )
 
     def run(self, params: Any, ctx: Context) -> Outcome:
+        if params.hang:
+            time.sleep(params.hang)
         if params.sleep:
             ctx.clock.sleep(params.sleep)  # cooperative: wakes early when the step is cancelled
         if params.crash_once and not Path(params.crash_once).exists():
@@ -46,9 +61,8 @@ class Touch(BaseAction):
         if params.crash_after and not Path(params.path + ".crashed").exists():
             Path(params.path + ".crashed").write_text("")
             os._exit(99)
-        return Outcome(
-            ok=True, output={"path": params.path}, undo={"path": params.path}, targets=[params.path]
-        )
+        undo: dict[str, Any] = {"path": params.path, "ids": params.ids}
+        return Outcome(ok=True, output={"path": params.path}, undo=undo, targets=[params.path])
 
     def undo(self, record: dict[str, Any], ctx: Context) -> Outcome:
         Path(record["path"]).unlink(missing_ok=True)
@@ -83,7 +97,31 @@ class Count(BaseAction):
         return Outcome(ok=True, output={"count": len(names), "names": names})
 
 
+class Dyn(BaseAction):
+    """Reads or mutates depending on its params, like ssh.run."""
+
+    name = "test.dyn"
+    description = "touch a file when mutate is true"
+    effect = Effect.READ
+
+    class Params(ActionParams):
+        path: str
+        mutate: bool = False
+
+    def effect_for(self, params: Any) -> Effect:
+        return Effect.MUTATE if params.mutate else Effect.READ
+
+    def plan(self, params: Any, ctx: Context) -> Plan:
+        return Plan(summary=f"maybe touch {params.path}", targets=[params.path])
+
+    def run(self, params: Any, ctx: Context) -> Outcome:
+        if params.mutate:
+            Path(params.path).write_text("x")
+        return Outcome(ok=True, output={"mutated": params.mutate})
+
+
 TEST_ACTIONS = {
+    "test.dyn": "tests.engine_actions:Dyn",
     "test.touch": "tests.engine_actions:Touch",
     "test.count": "tests.engine_actions:Count",
 }

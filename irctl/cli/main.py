@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
 import typer
 
 from irctl.cli.common import set_state, state
-from irctl.errors import ExitCode, IrctlError, UsageError
+from irctl.errors import ExitCode, Interrupted, IrctlError, UsageError
 
 app = typer.Typer(
     name="irctl",
@@ -150,22 +151,31 @@ def main(argv: list[str] | None = None) -> None:
     except IrctlError as exc:
         code = _fail(exc, as_json)
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        code = int(ExitCode.INTERRUPTED)
+        code = _fail(Interrupted("interrupted"), as_json)
     except Exception as exc:
         if debug:
             raise
         from irctl.runbook.runner import write_crash
 
         where = write_crash(state().settings, exc)
-        code = _fail(
-            IrctlError(
-                f"internal error: {type(exc).__name__}: {exc}",
-                f"traceback in {where}; please report it" if where else "rerun with --debug",
-            ),
-            as_json,
+        crash = IrctlError(
+            f"internal error: {type(exc).__name__}: {exc}",
+            f"traceback in {where}; please report it" if where else "rerun with --debug",
         )
-        code = int(ExitCode.INTERNAL)
+        crash.exit_code = ExitCode.INTERNAL
+        code = _fail(crash, as_json)
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    from irctl.runbook.executor import ABANDONED
+
+    if ABANDONED:
+        # A hung action's thread would keep the process alive at exit; the journal already
+        # holds its intent, and `irctl resume` reconciles it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 
@@ -176,12 +186,16 @@ def _invoke(args: list[str]) -> int:
     except typer.Exit as exc:
         return int(getattr(exc, "exit_code", 0))
     except typer.Abort:
-        sys.stderr.write("aborted\n")
-        return int(ExitCode.INTERRUPTED)
+        return _fail(Interrupted("aborted"), state().settings.output == "json")
     except Exception as exc:
         show = getattr(exc, "show", None)
         if callable(show) and hasattr(exc, "exit_code"):  # a click/typer usage error
             show()
+            if state().settings.output == "json":
+                format_message = getattr(exc, "format_message", None)
+                message = format_message() if callable(format_message) else str(exc)
+                doc = {"error": str(message), "hint": "see --help", "exit_code": 2}
+                sys.stdout.write(json.dumps(doc) + "\n")
             return int(ExitCode.USAGE)
         raise
     return int(result) if isinstance(result, int) else 0

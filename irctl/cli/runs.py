@@ -42,13 +42,25 @@ def run(
     emit_run(result)
 
 
-def resume(run_id: str = typer.Argument(...), yes: bool = YES) -> None:
+def resume(
+    run_id: str = typer.Argument(...),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", help="Input again as key=value (secrets are not journaled)"
+    ),
+    yes: bool = YES,
+) -> None:
     """Continue an interrupted run; an in-doubt step is reconciled with reality first."""
-    from irctl.runbook.runner import resume_run
+    from irctl.runbook.runner import parse_params, resume_run
 
     app = state()
     result = resume_run(
-        app.settings, app.inventory, app.ui_for(yes=yes), run_id, yes=yes, find=_find
+        app.settings,
+        app.inventory,
+        app.ui_for(yes=yes),
+        run_id,
+        yes=yes,
+        find=_find,
+        inputs=parse_params(param),
     )
     emit_run(result)
 

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from irctl.actions import get_action
-from irctl.actions.base import Context, Effect, Outcome, Reconciled
+from irctl.actions.base import BaseAction, Context, Effect, Outcome, Reconciled
 from irctl.errors import InputError, IrctlError, JournalError, RefusedError, one_line
 from irctl.inventory import as_plain
+from irctl.journal import REDACTED, SECRET_KEY
 from irctl.lock import ClusterLock
 from irctl.runbook.executor import StepContext, StepInterrupted, execute_step
 from irctl.runbook.model import Runbook, resolve_inputs
@@ -52,10 +53,12 @@ class Engine:
     # -- public --------------------------------------------------------------
     def start(self, given_inputs: dict[str, Any]) -> RunResult:
         self.inputs = resolve_inputs(self.runbook, given_inputs)
+        self._register_secrets()
         self._take_lock()
         try:
             self._journal(
                 "run_started",
+                lock=self.lock.cluster if self.lock else None,
                 runbook_path=str(self.runbook_path) if self.runbook_path else None,
                 runbook_sha256=file_digest(self.runbook_path),
                 inputs=self.inputs,
@@ -69,7 +72,12 @@ class Engine:
         finally:
             self._release()
 
-    def resume(self, state: RunState) -> RunResult:
+    def resume(self, state: RunState, given: dict[str, Any] | None = None) -> RunResult:
+        if state.undone:
+            raise RefusedError(
+                f"run {state.run_id} was rolled back (in part); resuming would redo half of it",
+                "start a new run instead",
+            )
         if state.dry_run:
             raise RefusedError(f"run {state.run_id} was a drill", "start a new drill instead")
         if state.finished and state.status in ("succeeded", "rolled_back", "planned"):
@@ -79,7 +87,15 @@ class Engine:
         digest = file_digest(self.runbook_path)
         if digest and state.started.get("runbook_sha256") not in (None, digest):
             self.ctx.ui.warn(f"runbook {self.runbook.name} changed since the run started")
-        self.inputs = resolve_inputs(self.runbook, state.inputs)
+        inputs = {**state.inputs, **(given or {})}
+        hidden = sorted(k for k, v in inputs.items() if v == REDACTED)
+        if hidden:
+            raise RefusedError(
+                f"input {hidden[0]!r} is a secret and the journal does not keep it",
+                f"pass it again: irctl resume {state.run_id} -p {hidden[0]}=...",
+            )
+        self.inputs = resolve_inputs(self.runbook, inputs)
+        self._register_secrets()
         self.ctx.run_state.update(state.run_state)
         self._take_lock()
         try:
@@ -175,6 +191,13 @@ class Engine:
         if status == "succeeded" and ctx.dry_run:
             status = "planned"
         self._journal("run_finished", status=status, error=error)
+        if ctx.journal.secrets:
+            # What is printed must not show what the journal hides.
+            for res in self.results.values():
+                res.output = ctx.journal.redact(res.output)
+                res.plan = ctx.journal.redact(res.plan)
+                res.error = ctx.journal.redact(res.error)
+            error = ctx.journal.redact(error)
         run = RunResult(
             ctx.run_id,
             self.runbook.name,
@@ -197,7 +220,11 @@ class Engine:
     def _scope(self) -> dict[str, Any]:
         steps: dict[str, Any] = {}
         for sid, res in self.results.items():
-            entry: dict[str, Any] = {"status": res.status}
+            # Templates see the status a live run would have: a drill's `executed` read is
+            # `succeeded`, and a `planned` change is assumed to succeed (its output stays
+            # unknown, so a template reading it makes the step `not_run` with that reason).
+            shown = "succeeded" if res.status in ("executed", "planned") else res.status
+            entry: dict[str, Any] = {"status": shown}
             if res.status not in ("planned", "not_run"):
                 entry["output"] = res.output if res.output is not None else {}
             steps[sid] = entry
@@ -234,6 +261,8 @@ class Engine:
                 detail = verdict.detail
             except IrctlError as exc:
                 detail = exc.message
+            except Exception as exc:  # a reconcile that crashes knows nothing: ask the operator
+                detail = f"reconcile failed: {type(exc).__name__}: {one_line(str(exc), 200)}"
             state = verdict.state if verdict is not None else "unknown"
             self._journal(
                 "reconciled",
@@ -300,6 +329,12 @@ class Engine:
         return []
 
     # -- plumbing ----------------------------------------------------------------
+    def _register_secrets(self) -> None:
+        """Inputs named like secrets are redacted wherever they later appear (plans, outputs)."""
+        for name, value in self.inputs.items():
+            if isinstance(value, str) and SECRET_KEY.search(name):
+                self.ctx.journal.add_secret(value)
+
     def _journal(self, event: str, **fields: Any) -> None:
         fields.setdefault("dry_run", self.ctx.dry_run)
         self.ctx.journal.append(
@@ -321,10 +356,14 @@ class Engine:
         return str(cluster) if cluster else None
 
     def _mutates(self) -> bool:
-        return any(
-            get_action(s.action).effect is Effect.MUTATE or s.action == "ssh.run"
-            for s in self.runbook.steps
-        )
+        def may_mutate(action: Any) -> bool:
+            # An action whose effect depends on its params (ssh.run) may mutate.
+            return bool(
+                action.effect is Effect.MUTATE
+                or type(action).effect_for is not BaseAction.effect_for
+            )
+
+        return any(may_mutate(get_action(s.action)) for s in self.runbook.steps)
 
     def _take_lock(self) -> None:
         if self.ctx.dry_run or not self._mutates():

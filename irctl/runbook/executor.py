@@ -5,6 +5,7 @@ flight finish and be journaled before anything else happens.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -17,7 +18,7 @@ from pydantic import ValidationError
 from irctl.actions import get_action
 from irctl.actions.base import Action, Cancelled, Context, Effect, Outcome, Plan, SystemClock
 from irctl.durations import format_duration, parse_duration
-from irctl.errors import IrctlError, one_line
+from irctl.errors import IrctlError, JournalError, one_line
 from irctl.runbook.model import Step
 from irctl.runbook.results import StepResult
 from irctl.runbook.templating import TemplateFailure, evaluate, render
@@ -26,11 +27,17 @@ GRACE_SECONDS = 10.0  # how long a timed-out action gets to notice its cancel ev
 
 
 def item_key(index: int | None, item: Any) -> str:
-    """A stable key for one foreach item, so resume matches items across processes."""
+    """A stable key for one foreach item, so resume matches items across processes.
+
+    A readable prefix and a hash of the whole item: items that differ only late in
+    their JSON never share a key. `_prepare` tells duplicates apart by occurrence.
+    """
     if index is None:
         return ""
     text = json.dumps(item, sort_keys=True, default=str)
-    return text if len(text) <= 200 else text[:200]
+    if len(text) <= 64:
+        return text
+    return f"{text[:48]}#{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 @dataclass
@@ -43,6 +50,7 @@ class Work:
     attempts: int = 0
     status: str = "pending"
     note: str | None = None
+    abandoned: bool = False  # the engine gave up waiting; the thread must not overwrite status
 
 
 @dataclass
@@ -91,7 +99,11 @@ def execute_step(sc: StepContext) -> StepResult:
     except IrctlError as exc:
         return finish("failed", error=str(exc))  # message and hint
 
-    effect = action.effect_for(works[0].params) if works else action.effect
+    # One item that mutates makes the whole step mutating: planned in a drill, confirmed live.
+    effects = {action.effect_for(w.params) for w in works} or {action.effect}
+    effect = next(
+        (e for e in (Effect.MUTATE, Effect.INTERACT, Effect.READ) if e in effects), Effect.READ
+    )
     if not works:
         return finish(
             "succeeded" if not sc.dry_run else "executed",
@@ -169,6 +181,7 @@ def _prepare(sc: StepContext, action: Action) -> list[Work]:
             raise IrctlError(f"foreach {step.foreach!r} gave {type(value).__name__}, not a list")
         items = list(enumerate(value))
     works = []
+    seen: dict[str, int] = {}
     for index, item in items:
         scope = sc.scope if index is None else {**sc.scope, "item": item}
         raw = step.with_ if sc.literal_params else render(step.with_, scope)
@@ -178,8 +191,15 @@ def _prepare(sc: StepContext, action: Action) -> list[Work]:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "with"
             raise IrctlError(f"step {step.id!r}: {where}: {err['msg']}") from None
-        works.append(Work(item_key(index, item), item, params))
+        key = item_key(index, item)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > 1:
+            key = f"{key}@{seen[key]}"  # the same item twice is two items
+        works.append(Work(key, item, params))
     return works
+
+
+ABANDONED: list[str] = []  # items whose thread outlived its timeout or a second Ctrl-C
 
 
 def _run_works(
@@ -199,10 +219,21 @@ def _run_works(
         return _summarize(sc, works, effect, started, failures)
     failures = 0
     interrupted = False
+    journal_error: JournalError | None = None
     running: dict[Future[None], tuple[Work, float, threading.Event]] = {}
-    with ThreadPoolExecutor(
-        max_workers=step.concurrency, thread_name_prefix=f"step-{step.id}"
-    ) as pool:
+    # Not a `with` block: leaving one waits for every thread, and a hung action must not
+    # hold the run hostage past its timeout or a second Ctrl-C.
+    pool = ThreadPoolExecutor(max_workers=step.concurrency, thread_name_prefix=f"step-{step.id}")
+
+    def abandon(fut: Future[None], why: str) -> None:
+        work, _, cancel = running.pop(fut)
+        cancel.set()
+        work.abandoned = True
+        work.status = "failed"
+        work.outcome = Outcome.failed(f"{why}; its outcome is unknown (irctl resume reconciles it)")
+        ABANDONED.append(f"{step.id}{'[' + work.key + ']' if work.key else ''}")
+
+    try:
         while queue or running:
             while (
                 queue
@@ -234,28 +265,36 @@ def _run_works(
                     for _, _, cancel in running.values():
                         cancel.set()
                     wait(list(running), timeout=GRACE_SECONDS)
+                    for fut in [f for f in running if not f.done()]:
+                        abandon(fut, "interrupted twice and the action did not stop")
                 done = {f for f in running if f.done()}
             for fut in done:
                 work, _, _ = running.pop(fut)
                 exc = fut.exception()
-                if exc is not None:
+                if isinstance(exc, JournalError):
+                    journal_error = exc
+                    work.status, work.outcome = "failed", Outcome.failed(exc.message)
+                elif exc is not None:
                     work.status, work.outcome = "failed", Outcome.failed(f"internal error: {exc}")
                 if work.status == "failed":
                     failures += 1
+            if journal_error is not None:
+                queue.clear()
             if timeout is not None:
-                for fut, (work, began, cancel) in list(running.items()):
+                for fut, (_work, began, cancel) in list(running.items()):
                     elapsed = time.monotonic() - began
                     if elapsed > timeout:
                         cancel.set()  # cooperative actions stop at their next sleep or check
-                    if elapsed > timeout + GRACE_SECONDS:
-                        running.pop(fut)
-                        work.status = "failed"
-                        work.outcome = Outcome.failed(
-                            f"timed out after {format_duration(timeout)} and did not stop"
-                        )
+                    if elapsed > timeout + min(GRACE_SECONDS, max(1.0, timeout)):
+                        abandon(fut, f"timed out after {format_duration(timeout)} and did not stop")
                         failures += 1
             if interrupted:
                 queue.clear()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if journal_error is not None:
+        # No record, no mutation: the engine stops the run whatever on_failure says.
+        raise journal_error
     for work in queue:
         work.status, work.note = "not_run", "failure budget exhausted"
     result = _summarize(sc, works, effect, started, failures)
@@ -270,31 +309,12 @@ def _attempts(sc: StepContext, action: Action, work: Work, effect: Effect, wctx:
     delay = parse_duration(step.retry_delay)
     for attempt in range(1, step.retries + 2):
         work.attempts = attempt
-        outcome = _one_attempt(sc, action, work, effect, wctx)
-        if outcome.ok and step.expect is not None:
-            try:
-                met = bool(
-                    evaluate(step.expect, {**sc.scope, "item": work.item, "output": outcome.output})
-                )
-            except TemplateFailure as exc:
-                met, outcome = False, Outcome.failed(f"expect: {exc.message}", **outcome.output)
-            if not met and outcome.ok:
-                if sc.dry_run and sc.after_planned:
-                    work.status, work.outcome = "done", outcome
-                    work.note = (
-                        f"expect {step.expect!r} not met in the drill: the planned changes "
-                        "were not made; a live run retries after them"
-                    )
-                    return
-                outcome = Outcome(
-                    ok=False,
-                    output=outcome.output,
-                    error=f"expect {step.expect!r} not met",
-                    undo=outcome.undo,
-                )
+        outcome, note = _one_attempt(sc, action, work, effect, wctx)
+        if work.abandoned:
+            return  # the engine gave up on this item and recorded why
         work.outcome = outcome
         if outcome.ok:
-            work.status = "done"
+            work.status, work.note = "done", note
             return
         if attempt <= step.retries:
             wctx.ui.step(
@@ -306,12 +326,34 @@ def _attempts(sc: StepContext, action: Action, work: Work, effect: Effect, wctx:
                 wctx.clock.sleep(delay)
             except Cancelled:
                 break
-    work.status = "failed"
+    if not work.abandoned:
+        work.status = "failed"
+
+
+def _check_expect(sc: StepContext, work: Work, outcome: Outcome) -> tuple[Outcome, str | None]:
+    """(outcome, drill note): a missed `expect` fails the attempt (the change stays undoable)."""
+    step = sc.step
+    if not outcome.ok or step.expect is None:
+        return outcome, None
+    try:
+        met = bool(evaluate(step.expect, {**sc.scope, "item": work.item, "output": outcome.output}))
+    except TemplateFailure as exc:
+        return Outcome(ok=False, output=outcome.output, error=f"expect: {exc.message}",
+                       undo=outcome.undo), None  # fmt: skip
+    if met:
+        return outcome, None
+    if sc.dry_run and sc.after_planned:
+        return outcome, (
+            f"expect {step.expect!r} not met in the drill: the planned changes "
+            "were not made; a live run retries after them"
+        )
+    return Outcome(ok=False, output=outcome.output, error=f"expect {step.expect!r} not met",
+                   undo=outcome.undo), None  # fmt: skip
 
 
 def _one_attempt(
     sc: StepContext, action: Action, work: Work, effect: Effect, wctx: Context
-) -> Outcome:
+) -> tuple[Outcome, str | None]:
     step, journal = sc.step, wctx.journal
     intent_seq = None
     began = time.monotonic()
@@ -336,6 +378,8 @@ def _one_attempt(
         intent_seq = intent["seq"]
     try:
         outcome = action.run(work.params, wctx)
+    except JournalError:
+        raise  # no record, no mutation: the engine stops the run
     except Cancelled as exc:
         timed_out = wctx.deadline is not None and wctx.clock.monotonic() >= wctx.deadline
         outcome = Outcome.failed(
@@ -351,19 +395,24 @@ def _one_attempt(
             f"internal error in {step.action}: {type(exc).__name__}: {one_line(str(exc), 200)}"
             + (f" (traceback in {where})" if where else "")
         )
+    changed = outcome.ok
+    undo = outcome.undo
+    outcome, note = _check_expect(sc, work, outcome)
     if intent_seq is not None:
         journal.append(
             "result",
             **common,
             intent_seq=intent_seq,
-            ok=outcome.ok,
+            # ok: the change happened (and is undoable); expect_met: it did what was asked.
+            ok=changed,
+            expect_met=None if step.expect is None else outcome.ok,
             output=outcome.output,
-            undo=outcome.undo if outcome.ok else None,
+            undo=undo if changed else None,
             targets=outcome.targets,
             error=outcome.error,
             duration_ms=_elapsed_ms(began),
         )
-    return outcome
+    return outcome, note
 
 
 def _summarize(

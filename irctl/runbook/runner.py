@@ -164,6 +164,7 @@ def resume_run(
     yes: bool,
     find: Any,
     overrides: dict[type[Any], Any] | None = None,
+    inputs: dict[str, Any] | None = None,
 ) -> RunResult:
     journal = Journal(settings.journal_path)
     state = load_run(journal, run_id)
@@ -179,7 +180,7 @@ def resume_run(
         runbook=runbook.name,
     )
     try:
-        return _engine(runbook, ctx, path, literal).resume(state)
+        return _engine(runbook, ctx, path, literal).resume(state, inputs)
     finally:
         ctx.providers.close()
 
@@ -193,19 +194,20 @@ def rollback_run(
     yes: bool,
     overrides: dict[type[Any], Any] | None = None,
 ) -> RunResult:
+    from irctl.lock import ClusterLock
+
     journal = Journal(settings.journal_path)
     state = load_run(journal, run_id)
     if state.dry_run:
         raise RefusedError(f"run {run_id} was a drill and changed nothing", "nothing to roll back")
-    pending = state.pending_undo()
     result = RunResult(
         run_id, state.runbook, "rolled_back", False, journal=str(journal.path), is_rollback=True
     )
-    if not pending:
-        result.error = (
-            "nothing to undo: the run made no reversible change, or it was undone already"
-        )
-        return result
+    # The lock the run itself took: a rollback never races the run, or another rollback.
+    key = state.started.get("lock") or state.inputs.get("cluster")
+    lock = ClusterLock(settings.locks_dir, str(key)) if key else None
+    if lock:
+        lock.acquire(settings.operator, run_id, step="rollback")
     ctx = build_context(
         settings,
         inventory,
@@ -217,6 +219,13 @@ def rollback_run(
         runbook=state.runbook,
     )
     try:
+        state = load_run(journal, run_id)  # again, under the lock: what is still to undo
+        pending = state.pending_undo()
+        if not pending:
+            result.error = (
+                "nothing to undo: the run made no reversible change, or it was undone already"
+            )
+            return result
         for rec in pending:
             ui.info(
                 f"  undo {rec.get('step')} {rec.get('item') or ''} ({rec['action']}, "
@@ -225,21 +234,18 @@ def rollback_run(
         if not ui.confirm(f"Undo these {len(pending)} change(s) of run {run_id}, newest first?"):
             result.status, result.error = "aborted", "the operator declined"
             return result
-        cluster = state.inputs.get("cluster")
-        lock = None
-        if cluster:
-            from irctl.lock import ClusterLock
-
-            lock = ClusterLock(settings.locks_dir, str(cluster))
-            lock.acquire(settings.operator, run_id, step="rollback")
-        try:
-            ctx.journal.check_writable()
-            result.undone = rollback(state, ctx)
-        finally:
-            if lock:
-                lock.release()
+        ctx.journal.check_writable()
+        result.undone = rollback(state, ctx)
+        ok = all(u["ok"] for u in result.undone)
+        ctx.journal.append(
+            "run_rolled_back", run_id=run_id, operator=settings.operator,
+            runbook=state.runbook, status="rolled_back" if ok else "failed",
+            undone=len(result.undone),
+        )  # fmt: skip
     finally:
         ctx.providers.close()
+        if lock:
+            lock.release()
     result.steps = [
         StepResult(
             str(u["step"]),

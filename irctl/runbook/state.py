@@ -23,7 +23,8 @@ class ItemState:
 
     @property
     def ok(self) -> bool:
-        return bool(self.result and self.result.get("ok"))
+        # A change that happened but missed its `expect` is not done: resume runs it again.
+        return bool(self.result and self.result.get("ok") and self.result.get("expect_met", True))
 
 
 @dataclass
@@ -68,10 +69,12 @@ class RunState:
 
 def load_run(journal: Journal, run_id: str) -> RunState:
     state: RunState | None = None
-    for rec in journal.records(run_id):
+    for rec in journal.records(run_id, check=True):
         event = rec.get("event")
         if event == "run_started":
-            state = RunState(run_id=run_id, started=rec)
+            state = RunState(
+                run_id=run_id, started={**rec, "inputs": journal.load_blob(rec.get("inputs"))}
+            )
             continue
         if state is None:
             continue
@@ -83,13 +86,15 @@ def load_run(journal: Journal, run_id: str) -> RunState:
             step.status = rec.get("status")
             step.output = journal.load_blob(rec.get("output"))
             step.error = rec.get("error")
-            if isinstance(rec.get("run_state"), dict):
-                state.run_state = dict(rec["run_state"])
+            run_state = journal.load_blob(rec.get("run_state"))
+            if isinstance(run_state, dict):
+                state.run_state = dict(run_state)
         elif event in ("intent", "result") and rec.get("scope") == "step" and step is not None:
             key = str(rec.get("item") or "")
             item = step.items.setdefault(key, ItemState(key))
             if event == "intent":
-                item.intent, item.result = rec, None
+                item.intent = {**rec, "params": journal.load_blob(rec.get("params"))}
+                item.result = None
             else:
                 item.result = {**rec, "output": journal.load_blob(rec.get("output"))}
                 if rec.get("ok") and rec.get("undo") is not None:
