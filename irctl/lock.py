@@ -29,16 +29,26 @@ class LockInfo:
     run_id: str
     step: str | None
     since: str
+    started: str | None = None  # the holder's process start time: a reused pid is not it
 
 
-def _alive(pid: int) -> bool:
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks since boot); None off Linux."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def _alive(pid: int, started: str | None) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return started is None or _start_time(pid) in (None, started)
 
 
 class ClusterLock:
@@ -80,16 +90,18 @@ class ClusterLock:
                 run_id=run_id,
                 step=step,
                 since=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                started=_start_time(os.getpid()),
             )
             self._write(info)
             self.info = info
             return info
 
     def _stale(self, info: LockInfo) -> bool:
-        return info.host == socket.gethostname() and not _alive(info.pid)
+        return info.host == socket.gethostname() and not _alive(info.pid, info.started)
 
     def update_step(self, step: str | None) -> None:
-        if self.info is not None:
+        current = self.read()
+        if self.info is not None and current is not None and current.pid == self.info.pid:
             self.info.step = step
             self._write(self.info)
 

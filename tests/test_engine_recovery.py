@@ -172,3 +172,29 @@ def test_verify_catches_records_cut_off_the_end(tmp_path: Path) -> None:
     journal.path.write_text("".join(lines[:3]))
     result = journal.verify()
     assert not result.ok and "removed from its end" in (result.reason or "")
+
+
+def test_templates_cannot_hang_the_process() -> None:
+    from irctl.runbook.templating import TemplateFailure, evaluate
+
+    for expression in ("9 ** (9 ** 9)", "'x' * 10 ** 9", "[0] * 100000000"):
+        with pytest.raises(TemplateFailure, match="too large"):
+            evaluate(expression, {})
+    assert evaluate("2 ** 10 * 3", {}) == 3072
+
+
+def test_lock_of_a_reused_pid_is_stale(tmp_path: Path) -> None:
+    import os
+
+    from irctl.lock import ClusterLock
+
+    first = ClusterLock(tmp_path, "c1")
+    info = first.acquire("alice", "run-1")
+    assert info.started is not None
+    # Same pid, another process start time: the pid was reused, the holder is gone.
+    first.path.write_text(
+        first.path.read_text().replace(f'"started": "{info.started}"', '"started": "1"')
+    )
+    second = ClusterLock(tmp_path, "c1")
+    second.acquire("bob", "run-2")
+    assert second.taken_over is not None and second.taken_over.pid == os.getpid()

@@ -23,8 +23,25 @@ def _cidr(value: Any) -> str:
     return str(ipaddress.ip_network(str(value), strict=False))
 
 
+class _Env(ImmutableSandboxedEnvironment):
+    """The sandbox, plus bounds on `**` and `*` so a runbook cannot hang the process."""
+
+    intercepted_binops = frozenset({"**", "*"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > 64:
+                raise ValueError("exponent too large in a template")
+            return left**right
+        if isinstance(left, str | list | tuple) or isinstance(right, str | list | tuple):
+            count = right if isinstance(right, int) else left
+            if isinstance(count, int) and count > 10_000:
+                raise ValueError("repetition too large in a template")
+        return left * right
+
+
 def _build_env() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    env = _Env(undefined=StrictUndefined, autoescape=False)
     env.filters["cidr"] = _cidr
     env.filters["seconds"] = parse_duration
     return env
