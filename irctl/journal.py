@@ -255,9 +255,12 @@ class Journal:
 
     # -- reading -------------------------------------------------------------
     def records(
-        self, run_id: str | None = None, *, check: bool = False
+        self, run_id: str | None = None, *, check: bool = False, expand: bool = True
     ) -> Iterator[dict[str, Any]]:
-        """Records in order; `check` refuses any whose hash does not match (resume, rollback)."""
+        """Records in order, with spilled state fields read back from their blobs (`expand`).
+
+        `check` refuses any record whose hash does not match (resume, rollback).
+        """
         if not self.path.exists():
             return
         try:
@@ -279,9 +282,15 @@ class Journal:
                             "run `irctl log verify`; nothing is done from a tampered journal",
                         )
                     if run_id is None or rec.get("run_id") == run_id:
-                        yield rec
+                        yield self._expand(rec) if expand else rec
         except OSError as exc:
             raise JournalError(f"cannot read the journal {self.path}: {exc.strerror}") from None
+
+    def _expand(self, rec: dict[str, Any]) -> dict[str, Any]:
+        spilled = [k for k in STATE_FIELDS if isinstance(rec.get(k), dict) and "_blob" in rec[k]]
+        if not spilled:
+            return rec
+        return {**rec, **{k: self.load_blob(rec[k]) for k in spilled}}
 
     def verify(self) -> VerifyResult:
         """Walk the chain; the first line whose hash, link, sequence or blob is wrong is reported.

@@ -198,3 +198,11 @@ def test_lock_of_a_reused_pid_is_stale(tmp_path: Path) -> None:
     second = ClusterLock(tmp_path, "c1")
     second.acquire("bob", "run-2")
     assert second.taken_over is not None and second.taken_over.pid == os.getpid()
+
+
+def test_readers_get_spilled_fields_back_whole(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.jsonl")
+    journal.append("intent", run_id="r", params={"filter_ids": [f"flt-{n}" for n in range(80)]})
+    raw = next(journal.records(expand=False))
+    assert set(raw["params"]) == {"_blob"}  # the line stays small
+    assert len(next(journal.records())["params"]["filter_ids"]) == 80

@@ -38,7 +38,7 @@ def log(
     if ctx.invoked_subcommand is not None:
         return
     journal = state().journal
-    records = list(journal.records(run))
+    records = list(journal.records(run, expand=False))
     if limit:
         records = records[-limit:]
     json_mode = state().settings.output == "json"
@@ -52,7 +52,7 @@ def log(
     seen = records[-1]["seq"] if records else 0
     while True:  # the operator stops it with Ctrl-C
         time.sleep(0.5)
-        for rec in journal.records(run):
+        for rec in journal.records(run, expand=False):
             if rec["seq"] > seen:
                 print(_line(rec), flush=True)
                 seen = rec["seq"]

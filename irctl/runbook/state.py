@@ -69,7 +69,7 @@ class RunState:
 
 def load_run(journal: Journal, run_id: str) -> RunState:
     state: RunState | None = None
-    for rec in journal.records(run_id, check=True):
+    for rec in journal.records(run_id, check=True, expand=False):
         event = rec.get("event")
         if event == "run_started":
             state = RunState(
