@@ -126,18 +126,19 @@ def test_waiter_times_out_on_schedule(aws: AwsWorld) -> None:
     world.client("ec2").stop_instances(InstanceIds=world.instance_ids)
     polls: list[int] = []
     started = time.monotonic()
-    with pytest.raises(WaitTimeout, match=r"waited 0\.3s for ec2 instance_running"):
+    # Generous numbers: moto calls can take hundreds of ms on a loaded CI machine.
+    with pytest.raises(WaitTimeout, match=r"waited 1\.5s for ec2 instance_running"):
         aws_.wait(
             "ec2",
             "instance_running",
-            timeout=0.3,
+            timeout=1.5,
             poll=0.05,
             sleep=time.sleep,
             on_poll=polls.append,
             InstanceIds=world.instance_ids,
         )
-    assert 0.25 <= time.monotonic() - started < 3
-    assert len(polls) >= 3
+    assert 1.4 <= time.monotonic() - started < 15
+    assert len(polls) >= 2
     # A terminal state ends the wait at once instead of running out the clock.
     world.client("ec2").terminate_instances(InstanceIds=world.instance_ids)
     with pytest.raises(ProviderError, match="terminal failure"):
