@@ -83,7 +83,8 @@ def test_block_refuses_at_once_keeps_others_and_ssh_then_revert_restores(
     (fid,) = out.output["filter_ids"]
     assert out.output["applied_hosts"] == [h.name for h in lab.proxies]
     verdict, seconds = connect(lab, 0, proxy=2)
-    assert verdict == "refused" and seconds < 0.5  # tcp reset: the client fails over at once
+    # A reset, not a silent drop (which would run into the 2 s timeout): the client fails over.
+    assert verdict == "refused" and seconds < 1.5
     assert connect(lab, 1, proxy=2)[0] == "connected"
     # SSH to the host still works, on a fresh connection too.
     fresh = ctx()
