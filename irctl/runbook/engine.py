@@ -22,7 +22,10 @@ from irctl.lock import ClusterLock
 from irctl.runbook.executor import StepContext, StepInterrupted, execute_step
 from irctl.runbook.model import Runbook, resolve_inputs
 from irctl.runbook.results import RunResult, StepResult
+from irctl.runbook.rollback import rollback
 from irctl.runbook.state import STEP_DONE, RunState, load_run
+
+__all__ = ["Engine", "new_run_id", "rollback"]
 from irctl.runbook.templating import TemplateFailure, render, step_key
 
 
@@ -392,45 +395,3 @@ class Engine:
     def _release(self) -> None:
         if self.lock:
             self.lock.release()
-
-
-def rollback(state: RunState, ctx: Context) -> list[dict[str, Any]]:
-    """Undo `state`'s reversible results, newest first, each journaled; returns what was done."""
-    done: list[dict[str, Any]] = []
-    for rec in state.pending_undo():
-        action = get_action(str(rec["action"]))
-        step, item = rec.get("step"), rec.get("item")
-        ictx = ctx.for_step(step, item)
-        common = dict(
-            run_id=state.run_id,
-            operator=ctx.operator,
-            runbook=state.runbook,
-            step=step,
-            item=item,
-            action=rec["action"],
-            undoes=rec["seq"],
-        )
-        ctx.journal.append("undo_intent", **common, record=rec["undo"])
-        try:
-            outcome = action.undo(rec["undo"], ictx)
-        except IrctlError as exc:
-            outcome = Outcome.failed(str(exc))
-        except Exception as exc:  # an undo that crashes is a recorded failure, not a crash
-            outcome = Outcome.failed(f"internal error: {type(exc).__name__}: {one_line(str(exc))}")
-        ctx.journal.append(
-            "undo", **common, ok=outcome.ok, output=outcome.output, error=outcome.error
-        )
-        ctx.ui.step(
-            str(step), "undone" if outcome.ok else "failed", outcome.summary or outcome.error or ""
-        )
-        done.append(
-            {
-                "step": step,
-                "item": item,
-                "action": rec["action"],
-                "ok": outcome.ok,
-                "error": outcome.error,
-                "output": outcome.output,
-            }
-        )
-    return done
