@@ -79,7 +79,8 @@ class ClusterLock:
                 raise RefusedError(
                     f"cluster {self.cluster!r} is locked by {current.operator} on {current.host} "
                     f"(pid {current.pid}, run {current.run_id}{step}) since {current.since}",
-                    "coordinate with them; the lock frees itself when their run ends",
+                    "coordinate with them; it frees itself when their run ends "
+                    "(a dead host: irctl lock break CLUSTER --reason ...)",
                 )
             self.taken_over = current
             info = LockInfo(
@@ -124,3 +125,32 @@ class ClusterLock:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self.info) if self.info else {}
+
+
+def list_locks(locks_dir: Path) -> list[dict[str, Any]]:
+    """Every cluster lock in the state folder, with whether its holder is still alive here."""
+    out: list[dict[str, Any]] = []
+    for path in sorted(locks_dir.glob("*.lock")) if locks_dir.is_dir() else []:
+        info = ClusterLock(locks_dir, path.stem).read()
+        if info is None:
+            continue
+        here = info.host == socket.gethostname()
+        alive = _alive(info.pid, info.started) if here else None
+        out.append({**asdict(info), "holder_alive": alive})
+    return out
+
+
+def break_lock(locks_dir: Path, cluster: str) -> LockInfo:
+    """Remove a cluster's lock whoever holds it; the caller journals who it belonged to."""
+    lock = ClusterLock(locks_dir, cluster)
+    guard = lock.path.with_suffix(".guard")
+    locks_dir.mkdir(parents=True, exist_ok=True)
+    with open(guard, "a") as gfh:
+        fcntl.flock(gfh, fcntl.LOCK_EX)
+        info = lock.read()
+        if info is None:
+            from irctl.errors import InputError
+
+            raise InputError(f"cluster {cluster!r} is not locked", "see `irctl lock list`")
+        lock.path.unlink(missing_ok=True)
+    return info

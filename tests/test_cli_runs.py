@@ -266,3 +266,34 @@ def test_help_does_not_import_heavy_modules(tmp_path: Path) -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert not {"boto3", "botocore", "paramiko", "pymemcache"} & imported
     assert os.environ.get("IRCTL_NEVER_SET") is None
+
+
+def test_lock_list_and_break_are_journaled(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    rb = write_runbook(tmp_path, "hold", [
+        {"id": "hold", "action": TOUCH, "with": {"path": "{{ inputs.dir }}/a", "sleep": 60}},
+    ])  # fmt: skip
+    state = tmp_path / "s"
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "irctl", "run", str(rb), "-p", f"dir={work}", "-p", "cluster=c9",
+         "--yes"], env=cli_env(state), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (state / "locks" / "c9.lock").exists():
+            time.sleep(0.1)
+        code, locks = run_json(state, "lock", "list")
+        assert code == 0 and [(lk["cluster"], lk["holder_alive"]) for lk in locks] == [("c9", True)]
+        refused = irctl(state, "lock", "break", "c9", "--reason", "host died")
+        assert refused.returncode == 1 and "no terminal" in refused.stderr
+        code, done = run_json(state, "lock", "break", "c9", "--reason", "host died", "--yes")
+        assert code == 0 and done["previous"]["pid"] == holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (state / "locks" / "c9.lock").exists()
+    records = [json.loads(x) for x in (state / "journal.jsonl").read_text().splitlines()]
+    broken = [r for r in records if r["event"] == "lock_broken"]
+    assert len(broken) == 1 and broken[0]["reason"] == "host died"
+    assert broken[0]["previous_pid"] == holder.pid

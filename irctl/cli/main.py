@@ -26,6 +26,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "irctl.cli.runs",
     "irctl.cli.log",
+    "irctl.cli.lock",
     "irctl.cli.runbooks",
     "irctl.cli.diagnose",
     "irctl.cli.aws",
