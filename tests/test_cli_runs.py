@@ -297,3 +297,21 @@ def test_lock_list_and_break_are_journaled(tmp_path: Path) -> None:
     broken = [r for r in records if r["event"] == "lock_broken"]
     assert len(broken) == 1 and broken[0]["reason"] == "host died"
     assert broken[0]["previous_pid"] == holder.pid
+
+
+def test_resume_with_a_changed_runbook_asks(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    marker = tmp_path / "marker"
+    steps = [{"id": "a", "action": TOUCH,
+              "with": {"path": "{{ inputs.dir }}/a", "crash_once": str(marker)}}]  # fmt: skip
+    rb = write_runbook(tmp_path, "changes", steps)
+    state = tmp_path / "s"
+    assert irctl(state, "run", str(rb), "-p", f"dir={work}", "--yes").returncode == 98
+    run_id = json.loads((state / "journal.jsonl").read_text().splitlines()[0])["run_id"]
+    rb.write_text(rb.read_text() + "description: edited during the incident\n")
+    refused = irctl(state, "resume", run_id)
+    assert refused.returncode == 1 and "changed since the run started" in refused.stderr
+    assert not (work / "a").exists()
+    code, doc = run_json(state, "resume", run_id, "--yes")
+    assert code == 0 and doc["status"] == "succeeded"

@@ -90,6 +90,12 @@ class Engine:
         digest = file_digest(self.runbook_path)
         if digest and state.started.get("runbook_sha256") not in (None, digest):
             self.ctx.ui.warn(f"runbook {self.runbook.name} changed since the run started")
+            # Finished steps keep their journaled results; the rest follow the new file.
+            if not self.ctx.ui.confirm("Resume with the changed runbook?"):
+                raise RefusedError(
+                    f"runbook {self.runbook.name} changed since run {state.run_id} started",
+                    "restore the file, or start a new run",
+                )
         inputs = {**state.inputs, **(given or {})}
         hidden = sorted(k for k, v in inputs.items() if v == REDACTED)
         if hidden:
