@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,31 @@ def write_runbook(folder: Path, name: str, steps: list[dict[str, Any]], **extra:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def hold_lock(
+    folder: Path, state: Path, cluster: str, operator: str = "alice"
+) -> subprocess.Popen[bytes]:
+    """A real `irctl run` that takes `cluster`'s lock and sits on its step `hold` for a minute."""
+    work = folder / "held"
+    work.mkdir(exist_ok=True)
+    step = {
+        "id": "hold",
+        "action": "test.touch",
+        "with": {"path": "{{ inputs.dir }}/a", "sleep": 60},
+    }
+    rb = write_runbook(folder, f"hold-{cluster}", [step])
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "irctl", "run", str(rb), "-p", f"dir={work}",
+         "-p", f"cluster={cluster}", "--yes"],
+        env=cli_env(state, IRCTL_OPERATOR=operator),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    lock = state / "locks" / f"{cluster}.lock"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if lock.exists() and json.loads(lock.read_text() or "{}").get("step") == "hold":
+            return holder
+        time.sleep(0.1)
+    holder.kill()
+    raise AssertionError(f"the holder never took the lock of {cluster}")

@@ -7,10 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.cli_helpers import cli_env, irctl, run_json, write_runbook
+from tests.cli_helpers import cli_env, hold_lock, irctl, run_json, write_runbook
 
 TOUCH = "test.touch"
 
@@ -113,38 +112,12 @@ def test_crash_before_change_resume_reruns(tmp_path: Path) -> None:
 def test_lock_second_operator_refused_then_stale_lock_taken_over(tmp_path: Path) -> None:
     work = tmp_path / "w"
     work.mkdir()
-    rb = write_runbook(
-        tmp_path,
-        "slow",
-        [
-            {"id": "hold", "action": TOUCH, "with": {"path": "{{ inputs.dir }}/a", "sleep": 60}},
-        ],
-    )
     state = tmp_path / "s"
-    first = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "irctl",
-            "run",
-            str(rb),
-            "-p",
-            f"dir={work}",
-            "-p",
-            "cluster=use1-a",
-            "--yes",
-        ],
-        env=cli_env(state, IRCTL_OPERATOR="alice"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    first = hold_lock(tmp_path, state, "use1-a", operator="alice")
     try:
-        lock = state / "locks" / "use1-a.lock"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if lock.exists() and json.loads(lock.read_text()).get("step") == "hold":
-                break
-            time.sleep(0.1)
+        rb = write_runbook(
+            tmp_path, "slow", [{"id": "x", "action": TOUCH, "with": {"path": "{{ inputs.dir }}/x"}}]
+        )
         proc = irctl(
             state,
             "run",
@@ -269,20 +242,9 @@ def test_help_does_not_import_heavy_modules(tmp_path: Path) -> None:
 
 
 def test_lock_list_and_break_are_journaled(tmp_path: Path) -> None:
-    work = tmp_path / "w"
-    work.mkdir()
-    rb = write_runbook(tmp_path, "hold", [
-        {"id": "hold", "action": TOUCH, "with": {"path": "{{ inputs.dir }}/a", "sleep": 60}},
-    ])  # fmt: skip
     state = tmp_path / "s"
-    holder = subprocess.Popen(
-        [sys.executable, "-m", "irctl", "run", str(rb), "-p", f"dir={work}", "-p", "cluster=c9",
-         "--yes"], env=cli_env(state), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    holder = hold_lock(tmp_path, state, "c9")
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not (state / "locks" / "c9.lock").exists():
-            time.sleep(0.1)
         code, locks = run_json(state, "lock", "list")
         assert code == 0 and [(lk["cluster"], lk["holder_alive"]) for lk in locks] == [("c9", True)]
         refused = irctl(state, "lock", "break", "c9", "--reason", "host died")
