@@ -64,7 +64,7 @@ class ReplaceProxy(base.BaseAction):
             summary=f"replace {pre.proxy.name} ({pre.old_id}) in {pre.cluster} through {how}",
             details=[s.text() for s in steps],
             targets=[pre.old_id],
-            reversible=params.keep_old and not pre.asg_name,
+            reversible=params.keep_old,
             data={"mode": pre.mode, "calls": [s.to_dict() for s in steps]},
             warnings=warnings,
         )
@@ -90,6 +90,10 @@ class ReplaceProxy(base.BaseAction):
         return replace_from_template(ctx, pre, params.keep_old)
 
     def undo(self, record: dict[str, Any], ctx: Context) -> Outcome:
+        if record.get("autoscaling_group"):
+            from irctl.actions.aws_replace_group_undo import undo_group_replacement
+
+            return undo_group_replacement(ctx, record)
         from irctl.actions.aws_replace_undo import undo_replacement
 
         return undo_replacement(ctx, record)
@@ -247,8 +251,10 @@ def finished(ctx: Context, pre: Preflight, new_id: str, keep_old: bool, *, mode:
         "kept_old": keep_old,
     }
     undo = None
-    if keep_old and mode == "launch_template":
+    if keep_old:
         undo = {**output, "target_group_arn": pre.tg, "port": pre.port}
+        if mode == "autoscaling_group":
+            undo["autoscaling_group"] = pre.asg_name
     return Outcome(
         ok=True,
         output=output,

@@ -1,8 +1,9 @@
 """Undo and reconcile for `aws.replace_proxy`.
 
-Undo exists only when the old machine was kept (stopped, `keep_old`) and the
-replacement came from the launch template: start the old one, put it back in the
-target group, wait until healthy, then deregister and terminate the replacement.
+Undo exists only when the old machine was kept (stopped, `keep_old`). For a replacement
+from the launch template: start the old one, put it back in the target group, wait until
+healthy, then deregister and terminate the replacement (a group replacement is undone in
+`aws_replace_group_undo`).
 
 Reconcile judges the whole step from the world, whichever of its journaled calls was
 in doubt: `applied` when the replacement tagged with this run and step is healthy and
