@@ -75,6 +75,14 @@ def test_cluster_wide_failure_recovers_from_loss_on_every_proxy(e2e_lab: E2eLab)
     lab.log_verify()
     run_id = doc["run_id"]
     assert_one_incident(lab, run_id, ["investigating", "identified", "resolved"])
+    # Customers read words, the team reads the class name.
+    rows = lab.notifications(run_id)
+    page = [r["body"]["incident"] for r in rows if r["path"].startswith("/v1/")]
+    assert page[1]["body"] == (
+        "We have identified network degradation between our cache servers in "
+        "lab and are working on it."
+    )
+    assert all("cluster_wide_network" not in str(p) for p in page)
     slack = [r for r in lab.notifications(run_id) if r["path"].startswith("/slack/")]
     assert [r["status"] for r in slack] == [200, 200]
     assert "cluster_wide_network" in slack[0]["body"]["text"]

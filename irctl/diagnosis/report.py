@@ -1,8 +1,9 @@
 """The diagnosis result as runbooks and `--output json` see it.
 
 Keys runbooks branch on: `classification`, `unhealthy_proxies`, `storm_sources`,
-`failed_shards`, `recommended_runbook`; `evidence` says why; `hosts` and `backends`
-hold the measurements; `findings` lists everything notable, verdict or not.
+`failed_shards`, `recommended_runbook`; `evidence` says why; `impact` says what it means
+for customers in words fit for a status page; `hosts` and `backends` hold the
+measurements; `findings` lists everything notable, verdict or not.
 """
 
 from __future__ import annotations
@@ -12,6 +13,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from irctl.diagnosis.model import BackendReport, ProxyReport, Verdict
+
+# Customers read the status page: no internal class names, no host names.
+IMPACT = {
+    "healthy": "no current impact",
+    "single_proxy_overload": "an overloaded cache proxy",
+    "client_storm": "an unusual surge of client connections",
+    "cluster_wide_network": "network degradation between our cache servers",
+    "backend_failure": "a failed cache server",
+    "unknown": "a problem whose cause we are still identifying",
+}
 
 
 def host_status(proxy: ProxyReport, verdict: Verdict) -> str:
@@ -44,6 +55,7 @@ def build_report(
         "failed_shards": verdict.failed_shards,
         "affected_shards": verdict.affected_shards or verdict.failed_shards,
         "summary": summary_line(verdict),
+        "impact": IMPACT.get(verdict.classification, IMPACT["unknown"]),
         "paths": {
             "total": verdict.paths_total,
             "degraded": verdict.paths_degraded,
