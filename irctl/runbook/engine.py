@@ -14,19 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from irctl.actions import get_action
-from irctl.actions.base import BaseAction, Context, Effect, Outcome, Reconciled
-from irctl.errors import InputError, IrctlError, JournalError, RefusedError, one_line
+from irctl.actions.base import BaseAction, Context, Effect
+from irctl.errors import InputError, JournalError, RefusedError
 from irctl.inventory import as_plain
 from irctl.journal import REDACTED, SECRET_KEY
 from irctl.lock import ClusterLock
 from irctl.runbook.executor import StepContext, StepInterrupted, execute_step
 from irctl.runbook.model import Runbook, resolve_inputs
+from irctl.runbook.reconcile import reconcile_step
 from irctl.runbook.results import RunResult, StepResult
 from irctl.runbook.rollback import rollback
 from irctl.runbook.state import STEP_DONE, RunState, load_run
+from irctl.runbook.templating import TemplateFailure, render, step_key
 
 __all__ = ["Engine", "new_run_id", "rollback"]
-from irctl.runbook.templating import TemplateFailure, render, step_key
 
 
 def new_run_id() -> str:
@@ -130,7 +131,9 @@ class Engine:
                 continue
             done_items: dict[str, Any] = {}
             if prior is not None:
-                done_items, refusal = self._reconcile(step.id, step.action, prior.items)
+                done_items, refusal = reconcile_step(
+                    self.ctx, self._journal, step.id, step.action, prior.items
+                )
                 if refusal:
                     status, error = "aborted", refusal
                     break
@@ -249,70 +252,6 @@ class Engine:
                 "runbook": self.runbook.name,
             },
         }
-
-    # -- resume ------------------------------------------------------------------
-    def _reconcile(
-        self, step_id: str, action_name: str, items: dict[str, Any]
-    ) -> tuple[dict[str, Any], str | None]:
-        """Finished items keep their outputs; an intent without a result asks the world."""
-        action = get_action(action_name)
-        done: dict[str, Any] = {}
-        for key, item in items.items():
-            if item.ok:
-                done[key] = item.result.get("output") if item.result else None
-                continue
-            if not item.in_doubt:
-                continue
-            ictx = self.ctx.for_step(step_id, key or None)
-            verdict: Reconciled | None = None
-            try:
-                verdict = action.reconcile(item.intent or {}, ictx)
-                detail = verdict.detail
-            except IrctlError as exc:
-                detail = exc.message
-            except Exception as exc:  # a reconcile that crashes knows nothing: ask the operator
-                detail = f"reconcile failed: {type(exc).__name__}: {one_line(str(exc), 200)}"
-            state = verdict.state if verdict is not None else "unknown"
-            self._journal(
-                "reconciled",
-                step=step_id,
-                item=key or None,
-                action=action_name,
-                state=state,
-                detail=detail,
-                intent_seq=item.intent.get("seq"),
-            )
-            self.ctx.ui.info(
-                f"reconcile {step_id}{'[' + key + ']' if key else ''}: {state}"
-                + (f" ({detail})" if detail else "")
-            )
-            if state == "applied":
-                outcome = verdict.outcome if verdict and verdict.outcome else Outcome(ok=True)
-                self._journal(
-                    "result",
-                    scope="step",
-                    step=step_id,
-                    item=key or None,
-                    action=action_name,
-                    intent_seq=item.intent.get("seq"),
-                    ok=True,
-                    output=outcome.output,
-                    undo=outcome.undo,
-                    targets=outcome.targets,
-                    reconciled=True,
-                )
-                done[key] = outcome.output
-            elif state == "unknown":
-                question = (
-                    f"Cannot tell whether step {step_id!r} was applied before the crash "
-                    f"({detail or 'no detail'}). Run it again?"
-                )
-                if not (self.ctx.ui.interactive and self.ctx.ui.confirm(question, always_ask=True)):
-                    return done, (
-                        f"step {step_id!r} may have been applied; check it by hand, "
-                        "then resume in a terminal to decide"
-                    )
-        return done, None
 
     # -- rollback ----------------------------------------------------------------
     def _rollback_all(self) -> bool:
