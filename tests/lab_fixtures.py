@@ -24,15 +24,10 @@ from typing import Any
 import pytest
 
 from irctl.inventory import Inventory
-from irctl.lab.netns import (
-    SSHD,
-    Host,
-    KeyPair,
-    Network,
-    missing_tools,
-    operator_keypair,
-    write_known_hosts,
-)
+from irctl.lab.netns import Network
+from irctl.lab.nshost import Host
+from irctl.lab.sshkeys import KeyPair, operator_keypair, write_known_hosts
+from irctl.lab.system import SSHD, missing_tools
 
 LAB_TOOLS = ("ip", "nft", "ss", SSHD, "ssh-keygen", "memcached")
 

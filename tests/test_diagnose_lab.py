@@ -21,7 +21,7 @@ from irctl.actions.base import Context
 from irctl.actions.diagnose import DiagnoseCluster, DiagnoseParams
 from irctl.hashring.nutcracker import render_cluster
 from irctl.inventory import Inventory
-from irctl.lab.netns import Host
+from irctl.lab.nshost import Host
 from tests.lab_fixtures import Lab
 
 pytest_plugins = ["tests.lab_fixtures"]

@@ -30,7 +30,7 @@ def _dir() -> Path:
 def _lab_errors() -> Iterator[None]:
     """A failed `ip`/`nft`/daemon start is the outside world failing: one line and a hint."""
     from irctl.errors import ProviderError
-    from irctl.lab.netns import LabError
+    from irctl.lab.system import LabError
 
     try:
         yield

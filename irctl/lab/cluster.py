@@ -25,8 +25,10 @@ from irctl.errors import InputError, ProviderError
 from irctl.lab import cloud
 from irctl.lab.files import write_env, write_inventory, write_targets
 from irctl.lab.hosts import attach, start_proxy
-from irctl.lab.netns import Host, LabError, Network, operator_keypair
+from irctl.lab.netns import Network
+from irctl.lab.nshost import Host
 from irctl.lab.requirements import check_requirements
+from irctl.lab.sshkeys import operator_keypair
 from irctl.lab.state import (
     HostRecord,
     LabState,
@@ -36,6 +38,7 @@ from irctl.lab.state import (
     read_state,
     write_state,
 )
+from irctl.lab.system import LabError
 
 PROXY_PORT = 22121
 BACKEND_PORT = 11211
@@ -163,7 +166,7 @@ def _start_daemons(
         rec = state.hosts[host.name]
         rec.host_key = keys[host.name]
         rec.pids["sshd"] = host.pids[0]
-    from irctl.lab.netns import write_known_hosts
+    from irctl.lab.sshkeys import write_known_hosts
 
     write_known_hosts(Path(state.files["known_hosts"]), [(h, keys[h.name]) for h in servers])
     by_role = {role: [net.hosts[n] for n in group] for role, group in names.items()}

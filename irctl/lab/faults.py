@@ -23,7 +23,7 @@ from typing import Any
 from irctl.errors import InputError, ProviderError
 from irctl.lab.holder import MAX_PER_PROCESS
 from irctl.lab.hosts import attach, in_netns
-from irctl.lab.netns import Host
+from irctl.lab.nshost import Host
 from irctl.lab.state import (
     FaultRecord,
     HostRecord,

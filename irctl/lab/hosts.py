@@ -12,7 +12,9 @@ from pathlib import Path
 
 from irctl.hashring.nutcracker import render_cluster
 from irctl.inventory import Backend, Cluster, Hashing, Shard
-from irctl.lab.netns import Host, Network, known_hosts_line
+from irctl.lab.netns import Network
+from irctl.lab.nshost import Host
+from irctl.lab.sshkeys import known_hosts_line
 from irctl.lab.state import HostRecord, LabState, locked
 
 HASHING = Hashing(distribution="ketama", hash="fnv1a_64")

@@ -6,7 +6,7 @@ import importlib.util
 import os
 
 from irctl.errors import InputError
-from irctl.lab.netns import SSHD, missing_tools
+from irctl.lab.system import SSHD, missing_tools
 
 TOOLS = {
     "ip": "iproute2",
