@@ -32,6 +32,7 @@ from irctl.actions.cache_flush_proof import (
     await_canary,
     flush_shard,
     preflight,
+    wire_delay,
 )
 from irctl.durations import parse_duration
 from irctl.errors import InputError, RefusedError, one_line
@@ -103,7 +104,11 @@ class CacheFlush(BaseAction):
     def plan(self, params: FlushParams, ctx: Context) -> Plan:
         chosen = self._chosen(params, ctx)
         servers = [s for shard in chosen for s in shard.servers]
-        when = f"flush_all {params.delay}" if params.delay else "flush_all"
+        when = (
+            f"flush_all {wire_delay(params.delay)} (lands {params.delay}-{params.delay + 1}s later)"
+            if params.delay
+            else "flush_all"
+        )
         details = [f"shard {sh.name}: {when} on {', '.join(sh.servers)}" for sh in chosen]
         if params.stagger and len(chosen) > 1:
             details.append(f"wait {params.stagger:g}s between shards")
@@ -196,7 +201,11 @@ class CacheFlush(BaseAction):
         for st in states:
             if st.flushed and st.flush_counted:
                 await_canary(
-                    ctx, mc, st, canary, sent[st.shard] + params.delay + params.verify_timeout
+                    ctx,
+                    mc,
+                    st,
+                    canary,
+                    sent[st.shard] + wire_delay(params.delay) + params.verify_timeout,
                 )
         errors = [(st.server, f"{st.server} ({st.shard}): {st.error}") for st in states if st.error]
         if errors:

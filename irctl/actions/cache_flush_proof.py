@@ -18,6 +18,15 @@ if TYPE_CHECKING:
 
 OPERATION = "memcached.flush_all"
 POLL = 0.25  # seconds between canary checks while a delayed flush comes due
+# memcached counts `flush_all N` on its one-second clock and, with CAS on (the default),
+# invalidates one tick early: N lands N-2 to N-1 s after the command. Sending N+2 means a
+# delayed flush never lands before the delay the operator asked for (at most ~1 s after).
+DELAY_SLACK = 2
+
+
+def wire_delay(delay: int) -> int:
+    """The argument of `flush_all` for a flush that must not land before `delay` seconds."""
+    return delay + DELAY_SLACK if delay else 0
 
 
 def figures(stats: dict[str, Any]) -> dict[str, Any]:
@@ -77,12 +86,13 @@ def flush_shard(
         "cluster": cluster,
         "shard": shard.name,
         "delay": delay,
+        "flush_all_arg": wire_delay(delay),
         "before": {st.server: st.before for st in states},
     }
     with ctx.mutation(OPERATION, targets=list(shard.servers), params=journal_params) as m:
         for st in states:
             try:
-                mc.flush_all(st.server, delay)
+                mc.flush_all(st.server, wire_delay(delay))
                 st.flushed = True
                 st.after = figures(mc.stats(st.server))
             except ProviderError as exc:
