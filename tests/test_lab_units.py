@@ -89,13 +89,14 @@ def test_loadgen_prefills_then_keeps_a_steady_bounded_load_and_reconnects(
         while stats(port)["curr_items"] < 300:
             assert time.monotonic() < deadline, "prefill did not finish"
             time.sleep(0.1)
-        first = stats(port)
-        time.sleep(1.0)
-        second = stats(port)
+        first, t1 = stats(port), time.monotonic()
+        time.sleep(2.0)
+        second, dt = stats(port), time.monotonic() - t1
         assert second["curr_items"] == 300  # steady load sets known keys only
-        # The rate is bounded (200/s here), over two connections (plus the one asking).
-        rate = (second["cmd_get"] + second["cmd_set"]) - (first["cmd_get"] + first["cmd_set"])
-        assert 100 <= rate <= 400, rate
+        # The rate is bounded (200/s here), over two connections (plus the one asking). The
+        # window is measured, and wide enough that a short stall of either side averages out.
+        window = (second["cmd_get"] + second["cmd_set"]) - (first["cmd_get"] + first["cmd_set"])
+        assert 100 * dt <= window <= 300 * dt + 50, (window, dt)
         # No reconnect churn: between the two stats calls the only new connection is the
         # second stats call itself. curr_connections would lag (closed sockets are reaped
         # asynchronously), total_connections only counts accepts.
@@ -106,11 +107,21 @@ def test_loadgen_prefills_then_keeps_a_steady_bounded_load_and_reconnects(
         time.sleep(0.5)
         restarted = start_memcached(port)
         try:
-            time.sleep(1.5)
-            again = stats(port)
-            assert again["cmd_get"] + again["cmd_set"] > 50
-            doc = json.loads(counters.read_text())
-            assert doc["failed"] > 0 and doc["ok"] > ops - 300 and doc["connects"] >= 4
+            # The generator notices, reconnects both connections and carries on; its
+            # counters file is rewritten about once a second, so poll rather than sleep.
+            deadline = time.monotonic() + 15
+            while True:
+                again = stats(port)
+                doc = json.loads(counters.read_text())
+                if (
+                    again["cmd_get"] + again["cmd_set"] > 50
+                    and doc["failed"] > 0
+                    and doc["ok"] > ops - 300
+                    and doc["connects"] >= 4
+                ):
+                    break
+                assert time.monotonic() < deadline, (again, doc)
+                time.sleep(0.2)
         finally:
             restarted.terminate()
             restarted.wait(5)
