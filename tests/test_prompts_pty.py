@@ -89,7 +89,7 @@ def test_ctrl_c_finishes_action_in_flight_then_offers_rollback(tmp_path: Path) -
         {
             "id": "slow",
             "action": "test.touch",
-            "with": {"path": "{{ inputs.dir }}/slow", "sleep": 3},
+            "with": {"path": "{{ inputs.dir }}/slow", "sleep": 5},
         },
         {"id": "never", "action": "test.touch", "with": {"path": "{{ inputs.dir }}/never"}},
     ]
@@ -97,7 +97,16 @@ def test_ctrl_c_finishes_action_in_flight_then_offers_rollback(tmp_path: Path) -
     state = tmp_path / "s"
     child = spawn(state, "run", str(rb), "-p", f"dir={work}", "--yes")
     child.expect(f"touch {work}/slow")
-    time.sleep(0.5)  # the action is in flight now (its plan is shown just before it starts)
+    # In flight once its intent is journaled (fsynced before the action's thread starts).
+    journal = state / "journal.jsonl"
+    deadline = time.monotonic() + 20
+    while not any(
+        '"event":"intent"' in line.replace(" ", "") and '"step":"slow"' in line.replace(" ", "")
+        for line in journal.read_text().splitlines()
+    ):
+        assert time.monotonic() < deadline, "the slow step never started"
+        time.sleep(0.05)
+    time.sleep(0.3)
     child.sendintr()
     child.expect("letting the action in flight finish")
     child.expect(r"Roll back the 2 change\(s\)")
