@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from irctl.actions.base import Context, SystemClock
 from irctl.inventory import Inventory
@@ -17,6 +19,16 @@ from irctl.ui import QuietUI
 
 # Registered here, before any test module imports them, so pytest can rewrite their asserts.
 pytest_plugins = ["tests.lab_fixtures", "tests.moto_fixtures"]
+
+# CI gates a submission: property tests draw the same examples every run and no example
+# fails for being slow on a loaded machine. `HYPOTHESIS_PROFILE=explore` searches afresh.
+hypothesis_settings.register_profile("ci", deadline=None, derandomize=True)
+hypothesis_settings.register_profile("explore", deadline=None, max_examples=2000)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# An operator's ssh-agent would offer its keys before the test key (and sshd allows six
+# tries): tests use only the keys they make.
+os.environ.pop("SSH_AUTH_SOCK", None)
 
 
 @pytest.fixture
