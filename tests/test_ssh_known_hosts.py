@@ -7,8 +7,12 @@ import hashlib
 import hmac
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from irctl.providers import known_hosts
 from irctl.providers.known_hosts import KnownHosts, fingerprint
 
 BLOB = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519" + os.urandom(36)).decode()
@@ -45,7 +49,22 @@ def test_plain_hashed_ports_and_revoked(tmp_path: Path) -> None:
     ).decode().rstrip("=")
 
 
-def test_ten_thousand_hashed_lines_load_once_and_look_up_fast(tmp_path: Path) -> None:
+def count_hmacs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the HMACs known_hosts computes: the work a lookup does, whatever the clock says."""
+    calls: list[int] = []
+    real: Callable[..., bytes] = hmac.digest
+
+    def counting(*args: object) -> bytes:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(known_hosts.hmac, "digest", counting)
+    return calls
+
+
+def test_ten_thousand_hashed_lines_load_once_and_look_up_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "known_hosts"
     path.write_text(
         "".join(
@@ -60,20 +79,20 @@ def test_ten_thousand_hashed_lines_load_once_and_look_up_fast(tmp_path: Path) ->
     for i in range(0, 10_000, 100):
         assert index.lookup(f"198.51.{i // 250}.{i % 250}")
     per_lookup = (time.perf_counter() - started) / 100
-    started = time.perf_counter()
+    hmacs = count_hmacs(monkeypatch)
     for i in range(0, 10_000, 100):
         index.lookup(f"198.51.{i // 250}.{i % 250}")
-    cached = (time.perf_counter() - started) / 100
-    print(
-        f"load {load * 1000:.1f} ms, lookup {per_lookup * 1000:.2f} ms, again {cached * 1e6:.1f} us"
-    )
+    print(f"load {load * 1000:.1f} ms, lookup {per_lookup * 1000:.2f} ms")
     assert index.lines == 10_000
+    assert hmacs == []  # a name looked up once is answered from the index, no re-scan
     # Wide margins (bench/bench_ssh.py prints the real figures): this guards against a
     # re-scan per lookup, which costs seconds, not against a slow shared machine.
-    assert load < 10 and per_lookup < 2 and cached < 0.01
+    assert load < 10 and per_lookup < 2
 
 
-def test_hints_make_the_next_run_o1_and_cannot_forge_trust(tmp_path: Path) -> None:
+def test_hints_make_the_next_run_o1_and_cannot_forge_trust(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "known_hosts"
     names = [f"198.51.{i // 250}.{i % 250}" for i in range(10_000)]
     path.write_text("".join(f"{hashed(n)} ssh-ed25519 {BLOB}\n" for n in names))
@@ -84,9 +103,10 @@ def test_hints_make_the_next_run_o1_and_cannot_forge_trust(tmp_path: Path) -> No
     hints = first.hints_json()
     second = KnownHosts(hints)
     second.load(path)
-    started = time.perf_counter()
+    hmacs = count_hmacs(monkeypatch)
     assert second.quick(names[42]) == {("ssh-ed25519", BLOB)}
-    assert time.perf_counter() - started < 0.1  # one HMAC, not 10,000
+    assert len(hmacs) == 1  # one HMAC, not 10,000
+    monkeypatch.undo()
     forged = KnownHosts({names[7]: hints[names[42]]})  # a salt that belongs to another name
     forged.load(path)
     assert forged.quick(names[7]) == set()
