@@ -666,3 +666,102 @@ def test_remote_script_probes_a_real_backend_over_ipv6_loopback() -> None:
     assert len(m.timer_lag_ms) == 4
     # The timer control's own connection came after ss looked: it is not a client.
     assert m.established == 0
+
+
+# -- only refusals cut a probe short; timeouts are sampled in full ---------------------------
+
+
+class _SilentListener:
+    """Accepts connections and never answers; counts how many were made."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port: int = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        import socket
+
+        # shutdown() wakes the thread blocked in accept(); close() alone does not.
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self._thread.join(5)
+        for conn in self.accepted:
+            conn.close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    # Bound without listening is not enough once closed: the port is free and refuses.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@pytest.mark.skipif(not shutil.which("bash"), reason="no bash")
+def test_bash_probe_samples_a_silent_backend_in_full_and_cuts_only_refusals() -> None:
+    from irctl.diagnosis.latency import BASH_PROBE
+
+    silent, refused = _SilentListener(), _closed_port()
+    try:
+        out = subprocess.run(
+            ["bash", "-s", "6", "0.200", "20", f"127.0.0.1:{refused}",
+             f"127.0.0.1:{silent.port}", f"127.0.0.1:{refused}"],
+            input=BASH_PROBE, capture_output=True, text=True, timeout=30,
+        ).stdout  # fmt: skip
+        # Every sample connected: a path that times out three times is not taken for dead.
+        assert len(silent.accepted) == 6
+    finally:
+        silent.close()
+    got = parse_probe_lines(out.splitlines(), 6)
+    assert [s.failed for s in got[f"127.0.0.1:{silent.port}"]] == ["no reply"] * 6
+    assert [s.failed for s in got[f"127.0.0.1:{refused}"]] == ["connect failed"] * 6
+
+
+def test_operator_probe_samples_a_silent_host_in_full_and_cuts_only_refusals() -> None:
+    from irctl.providers.probe import ProbeProvider, ProbeTarget
+
+    silent, refused = _SilentListener(), _closed_port()
+    try:
+        got = ProbeProvider().measure(
+            [
+                ProbeTarget("silent", "127.0.0.1", silent.port),
+                ProbeTarget("refused", "127.0.0.1", refused),
+            ],
+            samples=6,
+            timeout=0.2,
+        )
+        assert len(silent.accepted) == 6
+    finally:
+        silent.close()
+    assert got.paths["silent"] == [(None, None, "no reply in time")] * 6
+    assert got.paths["refused"] == [(None, None, "connect failed: Connection refused")] * 6
+
+
+def test_timeouts_alone_fail_a_backend_only_when_the_operator_cannot_reach_it_either() -> None:
+    # Loss can make every sample of a path time out; a dead machine does that from everywhere.
+    silent = [Sample(failed="timed out")] * 10
+    proxies = [
+        _proxy(f"proxy-{i}", 100, backends={"b0:11211": FAST, "b1:11211": silent}) for i in range(3)
+    ]
+    assert _run(proxies).failed_shards == []
+    dead = BackendReport("b1:11211", "shard-1", error="connect timed out")
+    v = _run(proxies, [BACKENDS[0], dead])
+    assert v.classification == "backend_failure" and v.failed_shards == ["shard-1"]

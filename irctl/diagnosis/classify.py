@@ -18,18 +18,23 @@ from irctl.diagnosis.model import BackendReport, Finding, ProxyReport, Verdict
 from irctl.diagnosis.storm import storm_sources
 
 
-def _down(path: PathStats, t: Mapping[str, float]) -> bool:
-    """A backend is down from one proxy when it refuses, or when nearly nothing gets through.
+def _down(path: PathStats, t: Mapping[str, float], *, operator_reaches: bool) -> bool:
+    """A backend is down from one proxy when it refuses, or when nearly nothing gets through
+    and the operator cannot reach it either.
 
-    Timeouts on a share of samples are what packet loss looks like on every path; only
-    refusals (a stopped memcached answers with a reset at once) or an almost total
-    failure point at the backend itself.
+    Timeouts on a share of samples are what packet loss looks like on every path, and under
+    loss a path can time out nearly always by chance (a dropped SYN costs a 1 s retry, and
+    the probe's budget can end before the retries get through). Refusals (a stopped
+    memcached answers with a reset at once) point at the backend itself; timeouts do only
+    when the operator's own stats request fails too (a dead or blackholed machine).
     """
     if path.failed_share < t["backend_fail_share"]:
         return False
     failures = path.failed_share * path.samples
     refused = path.errors.get("connect failed", 0)
-    return path.failed_share >= 0.9 or refused * 2 > failures
+    if refused * 2 > failures:
+        return True
+    return path.failed_share >= 0.9 and not operator_reaches
 
 
 def failed_servers(
@@ -42,7 +47,7 @@ def failed_servers(
         probes = [p.backend_paths[b.server] for p in proxies if b.server in p.backend_paths]
         probes = [s for s in probes if s.samples]
         if probes:
-            down = [s for s in probes if _down(s, t)]
+            down = [s for s in probes if _down(s, t, operator_reaches=b.error is None)]
             if len(down) * 2 > len(probes):
                 errors = sorted({e for s in down for e in s.errors})
                 out[b.server] = (

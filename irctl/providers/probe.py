@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 REQUEST = b"version\r\n"
 MAX_SAMPLES = 200
 MAX_TARGETS = 5000
-DEAD_AFTER = 3  # consecutive failures from the first sample on: the rest are not attempted
+DEAD_AFTER = 3  # refused connects from the first sample on: the rest are not attempted
+REFUSED = "connect failed: "  # the prefix of an outright refusal (reset, unreachable)
 
 # A sample: (connect_ms, rtt_ms, error); error is None on success.
 RawSample = tuple[float | None, float | None, str | None]
@@ -122,7 +123,10 @@ class ProbeProvider:
         proc.stdin.write(json.dumps(request).encode())
         proc.stdin.close()
         proc.stdin = None  # communicate() must not flush the closed pipe
-        return RunningProbe(proc, budget=samples * timeout * 1.5 + 10.0)
+        # Every sample of a silent host costs the whole timeout (only refusals end a path
+        # early), and the paths beyond `concurrency` wait for a slot.
+        rounds = -(-len(targets) // max(1, concurrency)) or 1
+        return RunningProbe(proc, budget=rounds * samples * timeout * 1.5 + 10.0)
 
     def measure(
         self, targets: Sequence[ProbeTarget], *, samples: int, timeout: float, concurrency: int = 64
@@ -155,7 +159,7 @@ async def _sample(host: str, port: int, timeout: float) -> RawSample:
         except TimeoutError:
             return (None, None, "connect timed out")
         except OSError as exc:
-            return (None, None, f"connect failed: {_reason(exc)}")
+            return (None, None, f"{REFUSED}{_reason(exc)}")
         connected = time.perf_counter()
         try:
             async with asyncio.timeout(max(0.001, timeout - (connected - start))):
@@ -186,9 +190,11 @@ async def _probe(request: dict[str, Any]) -> dict[str, Any]:
             got: list[RawSample] = []
             for _ in range(samples):
                 got.append(await _sample(host, port, timeout))
-                # A host that failed its first samples is down: its remaining samples would
-                # each cost the whole timeout and tell nothing new.
-                if len(got) == DEAD_AFTER and all(e is not None for _, _, e in got):
+                # A host that refused its first connects is down: its remaining samples
+                # would tell nothing new. Timeouts never cut a path short: under packet loss
+                # a dropped SYN makes a connect miss the timeout by chance, and a path
+                # reported as all-failed would read as a dead host, not a lossy network.
+                if len(got) == DEAD_AFTER and all((e or "").startswith(REFUSED) for *_, e in got):
                     got += [got[-1]] * (samples - len(got))
                     break
             results[name] = got
