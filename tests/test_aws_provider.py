@@ -127,17 +127,17 @@ def test_waiter_times_out_on_schedule(aws: AwsWorld) -> None:
     polls: list[int] = []
     started = time.monotonic()
     # Generous numbers: moto calls can take hundreds of ms on a loaded CI machine.
-    with pytest.raises(WaitTimeout, match=r"waited 1\.5s for ec2 instance_running"):
+    with pytest.raises(WaitTimeout, match=r"waited 3s for ec2 instance_running"):
         aws_.wait(
             "ec2",
             "instance_running",
-            timeout=1.5,
+            timeout=3.0,
             poll=0.05,
             sleep=time.sleep,
             on_poll=polls.append,
             InstanceIds=world.instance_ids,
         )
-    assert 1.4 <= time.monotonic() - started < 15
+    assert 2.9 <= time.monotonic() - started < 20
     assert len(polls) >= 2
     # A terminal state ends the wait at once instead of running out the clock.
     world.client("ec2").terminate_instances(InstanceIds=world.instance_ids)

@@ -160,7 +160,7 @@ def test_command_timeout(lab: Lab) -> None:
         started = time.monotonic()
         with pytest.raises(ProviderError, match="timed out"):
             ssh.run(refs(lab)[0], ["sleep", "5"], timeout=0.5)
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 4.5  # before `sleep 5` could have ended
     finally:
         ssh.close()
 
