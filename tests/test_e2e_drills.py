@@ -18,13 +18,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.test_e2e_helpers import E2eLab, lab_fixture, step
+from tests.test_e2e_helpers import LOSS_PERCENT, E2eLab, lab_fixture, step
 
 pytestmark = pytest.mark.root
 
 DRILLS = [
-    ("cluster-wide-failure", ("loss", "--percent", "15"), "cluster_wide_network"),
-    ("network-degradation", ("loss", "--percent", "15"), "cluster_wide_network"),
+    ("cluster-wide-failure", ("loss", "--percent", LOSS_PERCENT), "cluster_wide_network"),
+    ("network-degradation", ("loss", "--percent", LOSS_PERCENT), "cluster_wide_network"),
     ("single-proxy-overload", ("overload", "--per-client", "300"), "single_proxy_overload"),
     ("client-connection-storm", ("storm", "--connections", "2000"), "client_storm"),
     ("backend-failure", ("kill-backend", "--backend", "2"), "backend_failure"),

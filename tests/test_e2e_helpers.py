@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,12 @@ from tests.lab_fixtures import lab_skip_reason
 from tests.test_lab import RunningLab, bring_up, memcached_stats, wait_for
 
 FAULT_TABLE = "irctl_lab_fault"
+
+# The demo injects 15 %. A runbook's diagnosis is measured once and acted on, so the tests
+# inject 20 %: simulating the lab's probes (200,000 diagnoses each), at 15 % one diagnosis
+# in ~900 reads the loss as something else and one in ~4,000 leaves a lossy proxy unnamed
+# (never replaced); at 20 % 3 in 200,000 missed and none left a proxy out.
+LOSS_PERCENT = "20"
 
 
 class E2eLab(RunningLab):
@@ -45,10 +52,28 @@ class E2eLab(RunningLab):
         return self.run_json(*args, "--yes", *(["--dry-run"] if dry_run else []))
 
     def diagnose(self) -> dict[str, Any]:
+        """`irctl diagnose` as the tests use it: to see a cluster healthy, with a 2 s timeout.
+
+        At the default 500 ms one probe stalled by this shared 2-core machine fails a sample
+        and degrades its path; lost packets still fail samples at 2 s (a SYN retry is 1 s,
+        then 3 s). The runbooks' own diagnoses keep the defaults: that is the product.
+        """
         # Exit 1 when the verdict is not healthy: the JSON is what matters here.
-        _, doc, _ = self.run_json("diagnose", "--cluster", "lab")
+        _, doc, _ = self.run_json("diagnose", "--cluster", "lab", "--timeout", "2s")
         assert isinstance(doc, dict)
         return doc
+
+    def healthy_report(self, timeout: float = 60) -> dict[str, Any]:
+        """Diagnose until healthy or `timeout` seconds have passed: the last report.
+
+        A measurement samples a random process and can read wrong by chance; one that
+        stays wrong for a minute of whole new measurements is a real finding.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            report = self.diagnose()
+            if report["classification"] == "healthy" or time.monotonic() > deadline:
+                return report
 
     def fault(self, *args: str) -> dict[str, Any]:
         return self.json("lab", "fault", *args)
@@ -57,12 +82,8 @@ class E2eLab(RunningLab):
         """No fault in force and the cluster measured healthy before a test injects its own."""
         self.fault("clear")
         assert self.state()["faults"] == []
-        report = wait_for(
-            lambda: (lambda d: d if d["classification"] == "healthy" else None)(self.diagnose()),
-            timeout=30,
-            what="a healthy cluster before the test",
-        )
-        assert report["classification"] == "healthy"
+        report = self.healthy_report()
+        assert report["classification"] == "healthy", report["evidence"]
 
     def log_verify(self) -> None:
         proc = self.irctl("log", "verify")

@@ -18,7 +18,7 @@ from typing import Any
 import pexpect
 import pytest
 
-from tests.test_e2e_helpers import E2eLab, lab_fixture, step
+from tests.test_e2e_helpers import LOSS_PERCENT, E2eLab, lab_fixture, step
 from tests.test_lab import memcached_stats, wait_for
 
 pytestmark = pytest.mark.root
@@ -36,7 +36,7 @@ def run_live(lab: E2eLab, runbook: str, *params: str) -> dict[str, Any]:
 
 
 def assert_mitigated(lab: E2eLab, fault_class: str) -> dict[str, Any]:
-    report = lab.diagnose()
+    report = lab.healthy_report()
     assert report["classification"] != fault_class, report["evidence"]
     assert report["classification"] == "healthy", report["evidence"]
     return report
@@ -61,7 +61,7 @@ def assert_one_incident(lab: E2eLab, run_id: str, phases: list[str]) -> None:
 def test_cluster_wide_failure_recovers_from_loss_on_every_proxy(e2e_lab: E2eLab) -> None:
     lab = e2e_lab
     lab.start_clean()
-    lab.fault("loss", "--percent", "15")
+    lab.fault("loss", "--percent", LOSS_PERCENT)
     old = {h["instance_id"] for h in lab.proxies()}
     doc = run_live(lab, "cluster-wide-failure", "settle=3s")
     assert step(doc, "diagnose")["output"]["classification"] == "cluster_wide_network"
@@ -91,7 +91,7 @@ def test_cluster_wide_failure_recovers_from_loss_on_every_proxy(e2e_lab: E2eLab)
 def test_network_degradation_replaces_and_adds_proxies(e2e_lab: E2eLab) -> None:
     lab = e2e_lab
     lab.start_clean()
-    lab.fault("loss", "--percent", "15")
+    lab.fault("loss", "--percent", LOSS_PERCENT)
     before = len(lab.proxies())
     doc = run_live(lab, "network-degradation")
     assert step(doc, "escalate")["status"] == "not_run"

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_e2e_helpers import E2eLab, lab_fixture, lab_journal, step
+from tests.test_e2e_helpers import LOSS_PERCENT, E2eLab, lab_fixture, lab_journal, step
 
 pytestmark = pytest.mark.root
 
@@ -88,7 +88,7 @@ def test_killed_mid_replacement_resumes_without_a_second_instance(
 ) -> None:
     lab = e2e_lab
     lab.start_clean()
-    lab.fault("loss", "--percent", "15")
+    lab.fault("loss", "--percent", LOSS_PERCENT)
     old = {h["instance_id"] for h in lab.proxies()}
     rec = kill_at_launch(lab, event, tmp_path)
     run_id = rec["run_id"]
@@ -103,7 +103,8 @@ def test_killed_mid_replacement_resumes_without_a_second_instance(
         assert len(replacements_of(lab, old_id)) == 1, (old_id, replacements_of(lab, old_id))
     states = {i["InstanceId"]: i["State"]["Name"] for i in lab.instances()}
     assert all(states[i] == "terminated" for i in old), states
-    assert lab.diagnose()["classification"] == "healthy"
+    report = lab.healthy_report()
+    assert report["classification"] == "healthy", report["evidence"]
     lab.log_verify()
     # Steps done before the kill are not done again: customers saw one incident, resolved.
     incidents = [r for r in lab.notifications(run_id) if r["path"].startswith("/v1/")]
