@@ -49,10 +49,10 @@ class PathStats:
         """Too many slow or failed samples; `count_slow=False` when the source's own timers
         fire late, which makes samples slow without any network involved.
 
-        One failed sample of ten does degrade a path: asking for two would hide 15 % packet
-        loss on a third of ten-sample paths. A lone timeout on a healthy fleet does not raise
-        an alarm anyway: the verdicts need more than a fifth of all paths degraded (one of
-        twelve is still `healthy`)."""
+        One failed sample of ten does degrade a path: asking for two would leave half of
+        ten-sample paths clean under 15 % loss (one in six now). A lone timeout on a
+        healthy fleet raises no alarm anyway: the verdicts need more than a fifth of all
+        paths degraded (one of twelve is still `healthy`)."""
         if self.samples == 0:
             return False
         return self.failed_share > loss_share or (count_slow and self.slow_share > slow_share)
