@@ -299,3 +299,28 @@ def test_block_on_chosen_hosts_only(lab: Lab, ctx: Callable[..., Context]) -> No
     lab.proxies[1].run(["nft", "flush", "set", "inet", "irctl", "reject4"])  # drift on one host
     (row,) = list_filters(c.inventory, c.settings, c.journal, "lab").filters
     assert row["hosts"] == ["proxy-1"] and row["differences"] == ["missing on proxy-2"]
+
+
+def test_ipv6_filter_is_applied_read_back_and_reverted_on_every_host(
+    lab: Lab, ctx: Callable[..., Context]
+) -> None:
+    # The lab's hosts are IPv4 only (the network rule keeps traffic in 198.18.0.0/15), so
+    # an IPv6 filter is proven by the kernel: it accepts the batch, lists the element in
+    # the IPv6 set with its comment and timeout, and loses it on revert.
+    c = ctx()
+    out = block(c, cidrs=["2001:db8:1::/48"], ttl="5m")
+    assert out.ok, out.error
+    (fid,) = out.output["filter_ids"]
+    for host in lab.proxies:
+        listed = json.loads(
+            host.run(["nft", "-j", "list", "set", "inet", "irctl", "reject6"]).stdout
+        )
+        elems = [x for e in listed["nftables"] if "set" in e for x in e["set"].get("elem", [])]
+        assert len(elems) == 1, elems
+        assert fid in json.dumps(elems[0]) and "2001:db8:1::" in json.dumps(elems[0])
+    assert connect(lab, 0)[0] == "connected"  # IPv4 clients are untouched
+    rev = FilterRevert().run(RevertParams(ids=[fid], cluster="lab"), ctx())
+    assert rev.ok, rev.error
+    for host in lab.proxies:
+        listed = host.run(["nft", "-j", "list", "set", "inet", "irctl", "reject6"]).stdout
+        assert '"elem"' not in listed
