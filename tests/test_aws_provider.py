@@ -115,6 +115,7 @@ def test_missing_credentials_and_unknown_profile(
     with pytest.raises(ProviderError) as err:
         aws.instances()
     assert err.value.message == "ec2.DescribeInstances: no AWS credentials found"
+    assert 'eval "$(irctl lab env)"' in (err.value.hint or "")  # the lab's usual slip
     assert aws.requests == 0  # refused before anything was sent
     with pytest.raises(ProviderError, match="AWS profile not found"):
         provider(profile="nope")

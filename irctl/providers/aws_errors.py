@@ -39,7 +39,8 @@ def wrap(exc: Exception, service: str, method: str) -> ProviderError:
     if kind in ("NoCredentialsError", "PartialCredentialsError"):
         return ProviderError(
             f"{call}: no AWS credentials found",
-            "set AWS_PROFILE (or aws.profile in the inventory), or run `aws sso login`",
+            "set AWS_PROFILE (or aws.profile in the inventory), or run `aws sso login`; "
+            'against the drill lab: eval "$(irctl lab env)"',
         )
     if kind in ("ProfileNotFound",):
         return ProviderError(
