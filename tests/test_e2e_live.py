@@ -74,13 +74,12 @@ def test_cluster_wide_failure_recovers_from_loss_on_every_proxy(e2e_lab: E2eLab)
     assert_mitigated(lab, "cluster_wide_network")
     lab.log_verify()
     run_id = doc["run_id"]
-    assert_one_incident(lab, run_id, ["investigating", "identified", "resolved"])
+    assert_one_incident(lab, run_id, ["investigating", "identified", "monitoring", "resolved"])
     # Customers read words, the team reads the class name.
     rows = lab.notifications(run_id)
     page = [r["body"]["incident"] for r in rows if r["path"].startswith("/v1/")]
     assert page[1]["body"] == (
-        "We have identified network degradation between our cache servers in "
-        "lab and are working on it."
+        "We have identified network degradation between our cache servers in lab and are fixing it."
     )
     assert all("cluster_wide_network" not in str(p) for p in page)
     slack = [r for r in lab.notifications(run_id) if r["path"].startswith("/slack/")]

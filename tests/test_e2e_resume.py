@@ -111,5 +111,6 @@ def test_killed_mid_replacement_resumes_without_a_second_instance(
     assert [(r["method"], r["body"]["incident"]["status"]) for r in incidents] == [
         ("POST", "investigating"),
         ("PATCH", "identified"),
+        ("PATCH", "monitoring"),
         ("PATCH", "resolved"),
     ]
