@@ -93,10 +93,22 @@ def render(report: dict[str, Any]) -> Any:
         for line in report.get("evidence", []):
             console.print(f"  • {escape(line)}")
         table = Table(title_justify="left", show_lines=False)
-        columns = ("proxy", "status", "estab", "clients", "top clients", "op p50 ms", "op p99 ms",
-                   "op slow", "op loss", "→backend p99", "→backend loss", "load")  # fmt: skip
+        # A narrow terminal (a tmux pane at 3 a.m.) keeps the columns that decide; every
+        # other column is no_wrap, so "top clients" gets the width left and wraps in it.
+        width = console.width
+        if width >= 140:
+            columns = ["proxy", "status", "estab", "clients", "top clients", "op p50", "op p99",
+                       "op slow/loss", "→backend p99", "→backend loss", "load"]  # fmt: skip
+        elif width >= 100:
+            columns = ["proxy", "status", "estab", "clients", "top clients", "op p99",
+                       "op slow/loss", "→backend p99", "→backend loss"]  # fmt: skip
+        else:
+            columns = ["proxy", "status", "estab", "top clients", "op slow/loss", "→backend loss"]
         for name in columns:
-            table.add_column(name, no_wrap=name not in ("top clients",))
+            if name == "top clients":
+                table.add_column(name, min_width=15, overflow="fold")
+            else:
+                table.add_column(name, no_wrap=True)
         for h in report["hosts"]:
             status = {"ok": "[green]ok[/]", "unhealthy": "[red]unhealthy[/]"}.get(
                 h["status"], f"[yellow]{h['status']}[/]"
@@ -106,15 +118,22 @@ def render(report: dict[str, Any]) -> Any:
             paths = h.get("backend_paths") or []
             worst = max(paths, key=lambda p: (p["failed_share"], p["slow_share"]), default=None)
             load = h.get("loadavg") or []
-            table.add_row(
-                escape(h["name"]), status,
-                str(h.get("established", "-")), str(h.get("distinct_clients", "-")),
-                escape(top or (h.get("error") or h.get("probe_note") or "")),
-                _ms(op, "p50"), _ms(op), _share(op and op["slow_share"]),
-                _share(op and op["failed_share"]),
-                _ms(worst) if worst else "-", _share(worst["failed_share"]) if worst else "-",
-                f"{load[0]:.2f}" if load else "-",
-            )  # fmt: skip
+            cells = {
+                "proxy": escape(h["name"]),
+                "status": status,
+                "estab": str(h.get("established", "-")),
+                "clients": str(h.get("distinct_clients", "-")),
+                "top clients": escape(top or (h.get("error") or h.get("probe_note") or "")),
+                "op p50": _ms(op, "p50"),
+                "op p99": _ms(op),
+                "op slow/loss": (
+                    f"{_share(op['slow_share'])}/{_share(op['failed_share'])}" if op else "-"
+                ),
+                "→backend p99": _ms(worst) if worst else "-",
+                "→backend loss": _share(worst["failed_share"]) if worst else "-",
+                "load": f"{load[0]:.2f}" if load else "-",
+            }
+            table.add_row(*(cells[c] for c in columns))
         console.print(table)
         if report.get("backends"):
             backends = Table(title="backends", title_justify="left")
