@@ -268,3 +268,19 @@ def test_drill_plan_refused_after_planned_change_is_not_run(
     assert "refusing to create" in (drill.step("b").reason or "")
     live, _ = run(make_ctx, book(steps), tmp_path)
     assert live.status == "failed" and "refusing to create" in (live.step("b").error or "")
+
+
+def test_drill_names_the_template_that_waits_for_a_planned_result(
+    make_ctx: Callable[..., Context], tmp_path: Path
+) -> None:
+    steps = [
+        {"id": "a", "action": "test.touch", "with": {"path": "{{ inputs.dir }}/a"}},
+        {"id": "b", "action": "test.touch", "with": {"path": "{{ steps.a.output.path }}.b"}},
+    ]
+    result, _ = run(make_ctx, book(steps), tmp_path, dry_run=True)
+    b = result.step("b")
+    assert b.status == "not_run"
+    # The template as written, not Jinja's "'dict object' has no attribute" noise.
+    assert b.reason == (
+        "depends on a planned step's result, known only in a live run: {{ steps.a.output.path }}.b"
+    )

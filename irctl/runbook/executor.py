@@ -43,8 +43,8 @@ def execute_step(sc: StepContext) -> StepResult:
         if sc.dry_run and sc.after_planned:
             return finish(
                 "not_run",
-                reason="depends on a planned step's result, known only in a live run "
-                f"({exc.message})",
+                reason="depends on a planned step's result, known only in a live run: "
+                f"{exc.source or exc.message}",
             )
         return finish("failed", error=f"template error: {exc.message}")
     except IrctlError as exc:

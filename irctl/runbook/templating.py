@@ -53,6 +53,14 @@ ENV = _build_env()
 class TemplateFailure(InputError):
     """A template or condition could not be evaluated (a name is undefined, a syntax error)."""
 
+    source: str = ""  # the template or expression as written in the runbook
+
+
+def _failure(source: str, detail: str) -> TemplateFailure:
+    failure = TemplateFailure(f"in {source!r}: {detail}")
+    failure.source = source
+    return failure
+
 
 def is_template(value: str) -> bool:
     return "{{" in value or "{%" in value
@@ -115,11 +123,9 @@ def evaluate(expression: str, scope: dict[str, Any]) -> Any:
             result._fail_with_undefined_error()
         return result
     except TemplateError as exc:
-        raise TemplateFailure(f"in {expression!r}: {one_line(str(exc))}") from None
+        raise _failure(expression, one_line(str(exc))) from None
     except (TypeError, ValueError, ArithmeticError, KeyError, AttributeError) as exc:
-        raise TemplateFailure(
-            f"in {expression!r}: {type(exc).__name__}: {one_line(str(exc))}"
-        ) from None
+        raise _failure(expression, f"{type(exc).__name__}: {one_line(str(exc))}") from None
 
 
 def render(value: Any, scope: dict[str, Any]) -> Any:
@@ -133,7 +139,7 @@ def render(value: Any, scope: dict[str, Any]) -> Any:
         try:
             return _template(value).render(**scope)
         except TemplateError as exc:
-            raise TemplateFailure(f"in {value!r}: {one_line(str(exc))}") from None
+            raise _failure(value, one_line(str(exc))) from None
     if isinstance(value, dict):
         return {k: render(v, scope) for k, v in value.items()}
     if isinstance(value, list):
