@@ -79,6 +79,7 @@ def test_dry_run_plans_same_branch_and_changes_nothing(
     assert result.status == "planned"
     assert [s.status for s in result.steps] == ["executed", "planned", "not_run"]
     assert result.step("create").plan[0]["details"] == [f"touch {tmp_path}/a"]
+    assert result.step("create").summary == f"create {tmp_path}/a"  # the table's detail
     assert list(tmp_path.iterdir()) == []
     assert not any(r["event"] == "intent" for r in ctx.journal.records(result.run_id))
 

@@ -117,7 +117,7 @@ def render_run(result: RunResult) -> Callable[[Console], None]:
             "undone": "magenta",
         }
         for step in result.steps:
-            detail = step.error or step.reason or step.note or ""
+            detail = step.error or step.reason or step.note or step.summary or ""
             if not detail and isinstance(step.output, dict):
                 detail = str(step.output.get("summary") or step.output.get("classification") or "")
             color = colors.get(step.status, "white")

@@ -145,6 +145,7 @@ def summarize(
             duration_ms=elapsed_ms(started),
             attempts=attempts,
             note=notes[0] if notes else None,
+            summary=outcome.summary or None,
         )
     items = []
     for work in works:
@@ -179,4 +180,5 @@ def summarize(
         duration_ms=elapsed_ms(started),
         attempts=attempts,
         note=notes[0] if notes else None,
+        summary=f"{succeeded} of {len(works)} item(s) done",
     )

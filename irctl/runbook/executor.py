@@ -91,7 +91,8 @@ def execute_step(sc: StepContext) -> StepResult:
                 plan=plans if step.foreach is not None else plans[0],
             )
             _show_plans(ctx, f"{step.label} (planned)", works)
-            return finish("planned", plan=plans)
+            more = f" (+{len(plans) - 1} more)" if len(plans) > 1 else ""
+            return finish("planned", plan=plans, summary=f"{plans[0]['summary']}{more}")
         pending = [w for w in works if w.key not in sc.done_items]
         if pending and step.confirm is not False:
             _show_plans(ctx, step.label, pending)

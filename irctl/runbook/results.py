@@ -33,6 +33,7 @@ class StepResult:
     duration_ms: int = 0
     attempts: int = 0
     note: str | None = None
+    summary: str | None = None  # the action's one line: what it did, or would do in a drill
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -42,7 +43,7 @@ class StepResult:
             "output": self.output,
             "duration_ms": self.duration_ms,
         }
-        for key in ("error", "reason", "plan", "note"):
+        for key in ("error", "reason", "plan", "note", "summary"):
             value = getattr(self, key)
             if value is not None:
                 data[key] = value
