@@ -342,6 +342,19 @@ def test_nothing_measured_is_unknown() -> None:
     assert v.classification == "unknown"
 
 
+def test_ports_answering_without_ssh_measurements_are_not_healthy() -> None:
+    # Every proxy port answers the operator, but no proxy could be read over SSH (a broken
+    # key or known_hosts): a verify step must not pass on that.
+    blind = [_proxy(f"proxy-{i}", 0, error="host key not trusted") for i in range(3)]
+    v = _run(blind)
+    assert v.classification == "unknown"
+    assert any("too few proxies measured over SSH" in e for e in v.evidence)
+    assert any("host key not trusted" in e for e in v.evidence)
+    # One of three unmeasured (but serving) is still a judgement from the majority.
+    mostly = [_proxy(f"proxy-{i}", 300) for i in range(2)] + [blind[0]]
+    assert _run(mostly).classification == "healthy"
+
+
 def test_thresholds_refuse_unknown_keys_and_negative_values() -> None:
     with pytest.raises(InputError, match="unknown diagnosis threshold"):
         thresholds_for({"slow_msec": 5})

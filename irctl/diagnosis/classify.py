@@ -172,6 +172,15 @@ def classify(
     if unhealthy:
         evidence.append(f"too many proxies look unhealthy to blame them: {', '.join(unhealthy)}")
         return verdict("unknown", evidence, None)
+    if len(measured) * 2 <= len(proxies):
+        # "Healthy" is a claim about the proxies' own kernels; answering ports alone do not
+        # make it (a broken SSH key or known_hosts would otherwise pass every verify step).
+        errors = sorted({p.error for p in proxies if p.measurement is None and p.error})
+        evidence.append(
+            "too few proxies measured over SSH to call the cluster healthy"
+            + (f" (first error: {errors[0]})" if errors else "")
+        )
+        return verdict("unknown", evidence, None)
     return verdict("healthy", evidence, None)
 
 
