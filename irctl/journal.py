@@ -299,6 +299,13 @@ class Journal:
         """
         prev, expected_seq, count, lineno = GENESIS, 1, 0, 0
         if not self.path.exists():
+            head = self._read_head()
+            if head is not None and int(head.get("seq", 0)) > 0:
+                return VerifyResult(
+                    False, 0, 1,
+                    f"the journal is missing but had reached record {head['seq']}: "
+                    "it was deleted or moved",
+                )  # fmt: skip
             return VerifyResult(True, 0)
         with open(self.path, "rb") as fh:
             for lineno, line in enumerate(fh, 1):

@@ -175,6 +175,12 @@ def test_verify_catches_records_cut_off_the_end(tmp_path: Path) -> None:
     journal.path.write_text("".join(lines[:3]))
     result = journal.verify()
     assert not result.ok and "removed from its end" in (result.reason or "")
+    journal.path.write_text("")  # emptied
+    assert "removed from its end" in (journal.verify().reason or "")
+    journal.path.unlink()  # deleted: the head file beside it still knows
+    result = journal.verify()
+    assert not result.ok and "journal is missing but had reached record 5" in (result.reason or "")
+    assert Journal(tmp_path / "never-written.jsonl").verify().ok  # no journal, no head: fine
 
 
 def test_templates_cannot_hang_the_process() -> None:
