@@ -277,3 +277,52 @@ def test_resume_with_a_changed_runbook_asks(tmp_path: Path) -> None:
     assert not (work / "a").exists()
     code, doc = run_json(state, "resume", run_id, "--yes")
     assert code == 0 and doc["status"] == "succeeded"
+
+
+def test_failure_hints_follow_what_the_run_changed(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    state = tmp_path / "s"
+    # Refused before any change: no resume/undo hint, which would suggest there is
+    # something to resume or undo.
+    rb = write_runbook(
+        tmp_path,
+        "refused",
+        [
+            {
+                "id": "make",
+                "action": TOUCH,
+                "with": {"path": "{{ inputs.dir }}/a", "refuse_plan": True},
+            }
+        ],
+    )
+    first = irctl(state, "run", str(rb), "-p", f"dir={work}", "--yes")
+    assert first.returncode == 1
+    assert "nothing was changed: fix the cause and run it again" in first.stdout
+    assert "irctl rollback" not in first.stdout
+    # A change was made, then a step failed: resume and undo are the way on.
+    steps = [
+        {"id": "make", "action": TOUCH, "with": {"path": "{{ inputs.dir }}/a"}},
+        {"id": "boom", "action": TOUCH, "with": {"path": "{{ inputs.dir }}/b", "fail": True}},
+    ]
+    rb = write_runbook(tmp_path, "half", steps)
+    second = irctl(state, "run", str(rb), "-p", f"dir={work}", "--yes")
+    assert second.returncode == 1
+    assert "resume: irctl resume" in second.stdout and "undo: irctl rollback" in second.stdout
+
+
+def test_a_refused_one_step_command_is_one_line(tmp_path: Path) -> None:
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text(
+        "clusters:\n  c1:\n    proxy_port: 22121\n"
+        "    proxies: [{name: proxy-1, address: 198.18.250.2}]\n"
+        "    shards: [{name: shard-0, servers: ['198.18.250.5:11211']}]\n"
+    )
+    proc = irctl(
+        tmp_path / "s", "cache", "flush", "--cluster", "c1", "--shard", "shard-7", "--yes",
+        IRCTL_INVENTORY=str(inventory),
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stdout.strip() == (
+        "failed: unknown shard 'shard-7' in cluster 'c1' (shards: shard-0)"
+    )

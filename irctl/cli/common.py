@@ -99,9 +99,34 @@ def emit(data: Any, text: Callable[[Console], None] | str | None = None) -> None
         console.print(Pretty(data))
 
 
+def _changed_anything(run_id: str) -> bool:
+    """Whether the run journaled any change (an intent): only then are resume and undo hints
+    worth printing. Read only for runs that did not succeed."""
+    try:
+        records = list(state().journal.records(run_id))
+    except Exception:  # a hint is not worth a crash: assume the worst
+        return True
+    # An intent counts unless its result says it failed: in doubt counts as changed.
+    failed = {
+        r.get("intent_seq") for r in records if r.get("event") == "result" and r.get("ok") is False
+    }
+    return any(r.get("event") == "intent" and r.get("seq") not in failed for r in records)
+
+
 def render_run(result: RunResult) -> Callable[[Console], None]:
     def show(console: Console) -> None:
+        from rich.markup import escape
         from rich.table import Table
+
+        failed = result.status in ("failed", "aborted") and not result.dry_run
+        changed = failed and _changed_anything(result.run_id)
+        only = result.steps[0] if len(result.steps) == 1 else None
+        if failed and not changed and only and result.runbook.startswith("command-"):
+            # A one-step command refused before it changed anything (an unknown shard, a
+            # bad filter id): one line, like any other bad input, not a run table.
+            reason = only.error or only.reason or result.error or "failed"
+            console.print(f"[bold red]failed[/]: {escape(reason)}")
+            return
 
         title = f"run {result.run_id} ({result.runbook}){' — drill' if result.dry_run else ''}"
         table = Table(title=title, title_justify="left", show_lines=False)
@@ -127,10 +152,12 @@ def render_run(result: RunResult) -> Callable[[Console], None]:
         console.print(
             f"[bold {color}]{result.status}[/]" + (f": {result.error}" if result.error else "")
         )
-        if result.status in ("failed", "aborted") and not result.dry_run:
+        if changed:
             console.print(
                 f"resume: irctl resume {result.run_id}    undo: irctl rollback {result.run_id}"
             )
+        elif failed:
+            console.print("nothing was changed: fix the cause and run it again")
 
     return show
 
