@@ -32,6 +32,14 @@ def parse_duration(value: str | int | float) -> float:
     return total
 
 
+def parse_duration_with_unit(value: str | int | float, what: str) -> float:
+    """Like parse_duration, but a bare number is refused: for a TTL, "30" read as 30 seconds
+    when 30 minutes was meant silently undoes a block 59 times too early."""
+    if isinstance(value, int | float) or re.fullmatch(r"\s*\d+(\.\d+)?\s*", str(value)):
+        raise InputError(f"{what} {value!r} has no unit", f"say {value}s or {value}m")
+    return parse_duration(value)
+
+
 def format_duration(seconds: float) -> str:
     if seconds < 1:
         return f"{int(seconds * 1000)}ms"

@@ -346,7 +346,7 @@ def test_cli_json_and_table(dlab: DiagLab, tmp_path: Path) -> None:
     assert text.returncode == 0, text.stdout + text.stderr
     assert "cluster lab: healthy" in text.stdout and "proxy-3" in text.stdout
     bad = run("--threshold", "slow_msec=3")
-    assert bad.returncode == 1 and "unknown diagnosis threshold" in bad.stderr
+    assert bad.returncode == 2 and "unknown diagnosis threshold" in bad.stderr
 
 
 RUNBOOK = """

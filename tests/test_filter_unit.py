@@ -42,6 +42,16 @@ def test_ttl_rules() -> None:
         fs.parse_ttl("10m", permanent=True)
 
 
+@pytest.mark.parametrize("bare", ["30", 30, "1.5", 90.0])
+def test_a_ttl_without_unit_is_refused_not_read_as_seconds(bare: object) -> None:
+    with pytest.raises(InputError) as caught:
+        fs.parse_ttl(bare, permanent=False)  # type: ignore[arg-type]
+    assert "no unit" in caught.value.message and f"say {bare}s or {bare}m" in str(
+        caught.value.hint
+    )
+    assert fs.parse_ttl("30s", permanent=False) == 30
+
+
 def test_cidr_rules() -> None:
     v4 = [ipaddress.ip_network("10.1.0.0/16")]
     fs.check_cidrs(v4, ["203.0.113.0/24", "2001:db8::/32"], force=False)

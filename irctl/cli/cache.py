@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from irctl.cli.common import DRY_RUN, YES, emit, emit_run, run_action_command, state
-from irctl.errors import InputError
+from irctl.cli.options import usage_error
+from irctl.cli.tables import fit_columns
+from irctl.errors import IrctlError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -18,39 +20,61 @@ cache_app = typer.Typer(help="Cache shards: stats, flush, locate.", no_args_is_h
 CLUSTER = typer.Option(..., "--cluster", "-c", help="Cluster name in the inventory")
 
 
+# Columns by terminal width (a tmux pane at 80 columns, or piped output): the shard, the
+# server address and whether it answers always show whole; the rest as width allows.
+_FULL = ["up", "version", "uptime", "conns", "rejected", "items", "hit%", "evicted", "flushes"]
+_REDUCED = ["up", "uptime", "conns", "rejected", "items", "hit%", "evicted"]
+_COMPACT = ["up", "conns", "rejected", "hit%"]
+_DROP_ORDER = ["flushes", "evicted", "version", "items", "uptime", "rejected", "hit%", "conns"]
+
+
+def _stats_cells(row: dict[str, Any]) -> dict[str, str]:
+    from irctl.durations import format_duration
+
+    if not row["reachable"]:
+        return {"up": "[red]no[/]"}
+    ratio = row["hit_ratio"]
+    return {
+        "up": "[green]yes[/]",
+        "version": str(row["version"]),
+        "uptime": format_duration(row["uptime"] or 0),
+        "conns": f"{row['curr_connections']}/{row['max_connections']}",
+        "rejected": str(row["rejected_connections"]),
+        "items": str(row["curr_items"]),
+        "hit%": "-" if ratio is None else f"{ratio:.1%}",
+        "evicted": str(row["evictions"]),
+        "flushes": str(row["cmd_flush"]),
+    }
+
+
 def _stats_table(data: dict[str, Any]) -> Callable[[Console], None]:
     def show(console: Console) -> None:
         from rich.markup import escape
         from rich.table import Table
 
-        from irctl.durations import format_duration
-
+        width = console.width
+        rows = [
+            {"shard": escape(shard["name"]), "server": escape(row["server"]), **_stats_cells(row)}
+            for shard in data["shards"]
+            for row in shard["servers"]
+        ]
+        tier = _FULL if width >= 140 else _REDUCED if width >= 100 else _COMPACT
+        columns = fit_columns(["shard", "server", *tier], rows, width, _DROP_ORDER)
         table = Table(title=f"cache of cluster {data['cluster']}", title_justify="left")
-        table.add_column("shard", no_wrap=True)
-        table.add_column("server", no_wrap=True)
-        for column in ("up", "version", "uptime", "conns", "rejected", "items", "hit%",
-                       "evicted", "flushes"):  # fmt: skip
-            table.add_column(column, justify="right")
-        for shard in data["shards"]:
-            for row in shard["servers"]:
-                if not row["reachable"]:
-                    table.add_row(
-                        shard["name"],
-                        row["server"],
-                        "[red]no[/]",
-                        f"[red]{escape(row['error'])}[/]",
-                    )
-                    continue
-                ratio = row["hit_ratio"]
-                table.add_row(
-                    shard["name"], row["server"], "[green]yes[/]", str(row["version"]),
-                    format_duration(row["uptime"] or 0),
-                    f"{row['curr_connections']}/{row['max_connections']}",
-                    str(row["rejected_connections"]), str(row["curr_items"]),
-                    "-" if ratio is None else f"{ratio:.1%}", str(row["evictions"]),
-                    str(row["cmd_flush"]),
-                )  # fmt: skip
+        for column in columns:
+            right = column not in ("shard", "server")
+            table.add_column(column, justify="right" if right else "left", no_wrap=True)
+        for cells in rows:
+            table.add_row(*(cells.get(c, "-") for c in columns))
+        errors = [
+            f"[red]{escape(row['server'])}[/]: {escape(row['error'] or '')}"
+            for shard in data["shards"]
+            for row in shard["servers"]
+            if not row["reachable"]
+        ]
         console.print(table)
+        for line in errors:
+            console.print(line)
         console.print(data["summary"])
 
     return show
@@ -76,13 +100,35 @@ def stats(
     emit(data, _stats_table(data))
 
 
+def _check_seconds(flag: str, value: str) -> None:
+    from irctl.durations import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except IrctlError:
+        seconds = -1.0
+    if seconds < 0:
+        raise UsageError(
+            f"{flag} {value!r}: give seconds >= 0 (10) or a duration (30s, 2m)",
+            "see `irctl cache flush --help`",
+        )
+
+
 @cache_app.command("flush")
 def flush(
     cluster: str = CLUSTER,
     shard: list[str] = typer.Option([], "--shard", "-s", help="Shard to flush (repeatable)"),
     all_shards: bool = typer.Option(False, "--all-shards", help="Every shard of the cluster"),
-    delay: str = typer.Option("0", "--delay", help="memcached's flush_all delay (10, 30s, 2m)"),
-    stagger: str = typer.Option("0", "--stagger", help="Pause between shards (30s)"),
+    delay: str = typer.Option(
+        "0",
+        "--delay",
+        metavar="SECONDS",
+        help="Seconds before memcached drops the items (flush_all's delay): a number of "
+        "seconds, or a duration like 30s or 2m; rounded up to whole seconds",
+    ),
+    stagger: str = typer.Option(
+        "0", "--stagger", help="Pause between shards: seconds, or a duration like 30s"
+    ),
     dry_run: bool = DRY_RUN,
     yes: bool = YES,
 ) -> None:
@@ -91,15 +137,14 @@ def flush(
 
     from irctl.actions.cache_flush import FlushParams
 
+    _check_seconds("--delay", delay)
+    _check_seconds("--stagger", stagger)
     params = {"cluster": cluster, "shards": shard, "all_shards": all_shards, "delay": delay,
               "stagger": stagger}  # fmt: skip
     try:
         FlushParams.model_validate(params)  # bad input is refused before a run starts
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise InputError(
-            f"--{err['loc'][0]}: {err['msg']}", "see irctl cache flush --help"
-        ) from None
+        raise usage_error(exc, {"shards": "--shard"}, "cache flush") from None
     title = f"flush cache shards of {cluster}"
     emit_run(run_action_command("cache.flush", params, dry_run=dry_run, yes=yes,
                                 lock_cluster=cluster, title=title))  # fmt: skip

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 
 from irctl.cli.common import DRY_RUN, YES, emit, render_run, run_action_command, state
+from irctl.cli.tables import fit_columns
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -38,7 +39,11 @@ def block(
     cidrs: list[str] = typer.Argument(..., help="CIDRs (or addresses) to block"),
     cluster: str = typer.Option(..., "--cluster", "-c", help="Cluster name from the inventory"),
     reason: str = typer.Option(..., "--reason", help="Why: shown in `filter list` and the journal"),
-    ttl: str = typer.Option(None, "--ttl", help="Expire after this long (default 30m, max 24h)"),
+    ttl: str = typer.Option(
+        None,
+        "--ttl",
+        help="Expire after this long, with a unit: 30s, 10m, 2h (default 30m, max 24h)",
+    ),
     port: list[str] = typer.Option(
         None, "--port", help="Service port(s) to filter [default: the cluster's proxy_port]"
     ),
@@ -107,27 +112,55 @@ def revert(
     _emit_with_ids(result)
 
 
+# The id (what `filter revert` takes) and the CIDR always show whole: at narrow widths
+# (80 columns, piped output) the less important columns go and the reason wraps.
+_FULL = ["id", "cidr", "state", "expires_at", "ports", "hosts", "operator", "reason"]
+_REDUCED = ["id", "cidr", "state", "expires_at", "hosts", "operator", "reason"]
+_COMPACT = ["id", "cidr", "state", "expires_at", "reason"]
+_DROP_ORDER = ["ports", "operator", "hosts", "state", "expires_at"]
+_REASON_MIN = 10
+
+
+def _cells(f: dict[str, Any]) -> dict[str, str]:
+    from rich.markup import escape
+
+    hosts = f"{len(f['hosts'])}" + (" (!)" if f.get("differences") else "")
+    return {
+        "id": escape(str(f["id"])),
+        "cidr": escape(str(f["cidr"])),
+        "state": escape(str(f["state"])),
+        "expires_at": escape(str(f["expires_at"] or "never")),
+        "ports": ",".join(str(p) for p in f["ports"]),
+        "hosts": escape(hosts),
+        "operator": escape(str(f["operator"])),
+        "reason": escape(str(f["reason"])),
+    }
+
+
 def _table(filters: list[dict[str, Any]]) -> Any:
     def show(console: Console) -> None:
+        from rich.markup import escape
         from rich.table import Table
 
         if not filters:
             console.print("no filters")
             return
+        rows = [_cells(f) for f in filters]
+        width = console.width
+        tier = _FULL if width >= 120 else _REDUCED if width >= 100 else _COMPACT
+        columns = fit_columns(tier, rows, width, _DROP_ORDER, {"reason": _REASON_MIN})
         table = Table(show_lines=False)
-        for col in ("id", "cidr", "state", "expires_at", "ports", "hosts", "operator", "reason"):
-            table.add_column(col)
-        for f in filters:
-            hosts = f"{len(f['hosts'])}" + (" (!)" if f.get("differences") else "")
-            table.add_row(
-                f["id"], str(f["cidr"]), f["state"], str(f["expires_at"] or "never"),
-                ",".join(str(p) for p in f["ports"]), hosts, str(f["operator"]),
-                str(f["reason"]),
-            )  # fmt: skip
+        for col in columns:
+            if col == "reason":
+                table.add_column(col, min_width=_REASON_MIN, overflow="fold", ratio=1)
+            else:
+                table.add_column(col, no_wrap=True)
+        for cells in rows:
+            table.add_row(*(cells[c] for c in columns))
         console.print(table)
         for f in filters:
             for diff in f.get("differences") or []:
-                console.print(f"{f['id']}: {diff}")
+                console.print(f"{escape(str(f['id']))}: {escape(str(diff))}")
 
     return show
 

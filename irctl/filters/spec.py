@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from irctl.durations import parse_duration
+from irctl.durations import parse_duration_with_unit
 from irctl.errors import InputError, RefusedError
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -78,7 +78,7 @@ def parse_ttl(ttl: str | int | float | None, *, permanent: bool) -> int:
         if ttl not in (None, "", 0, "0"):
             raise InputError("--permanent and --ttl together", "give one of them")
         return 0
-    seconds = DEFAULT_TTL if ttl in (None, "") else parse_duration(ttl)
+    seconds = DEFAULT_TTL if ttl in (None, "") else parse_duration_with_unit(ttl, "TTL")
     if seconds < 1:
         raise InputError(f"TTL {ttl!r} is shorter than a second", "give e.g. 30s, 10m or 2h")
     if seconds > MAX_TTL:
