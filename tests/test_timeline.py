@@ -316,7 +316,7 @@ Diagnosis steps took 3.5s in total.
 - **Filters reverted:** 1
   - 20:01:25 `revert` filter.revert on proxy-1, proxy-2: reverted=f-1
 - **Instances replaced:** 1
-  - 20:01:10 `replace`[proxy-1] aws.replace_proxy on i-0abc: new_instance=i-0new, \
+  - 20:01:10 `replace` [proxy-1] aws.replace_proxy on i-0abc: new_instance=i-0new, \
 old_instance=i-0abc
 - **Proxies added:** none
 - **Shards flushed:** 1
@@ -474,13 +474,13 @@ Diagnosis steps took 2.2s in total.
 
 ## What would have changed
 
-- **Filters applied:** 1
+- **Filters applied:** would apply 1
   - 20:00:03 `block` filter.block on proxy-1, proxy-2: block 10 sources on 2 proxies for 30m
 - **Filters reverted:** none
 - **Instances replaced:** none
 - **Proxies added:** none
 - **Shards flushed:** none
-- **Notifications:** 1
+- **Notifications:** would send 1
   - 20:00:03 `tell` notify.slack on slack: slack: POST Investigating
 
 ## What would have been done

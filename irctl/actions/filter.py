@@ -16,6 +16,7 @@ from irctl.actions.filter_revert import (
     RevertParams,
     journaled_revert,
     revert_filters,
+    undo_block,
 )
 from irctl.actions.ssh import cluster_hosts
 from irctl.journal import aggregate_errors
@@ -156,7 +157,11 @@ class FilterBlock(BaseAction):
             output=output,
             summary=summary,
             targets=[h.name for h in applied],
-            undo={"filter_ids": ids, "hosts": fleet.host_dicts(applied + in_doubt)},
+            undo={
+                "filter_ids": ids,
+                "hosts": fleet.host_dicts(applied + in_doubt),
+                "cluster": params.cluster,
+            },
         )
 
     def _roll_back(
@@ -193,9 +198,7 @@ class FilterBlock(BaseAction):
         return {"remaining": remaining, "errors": errors, "unsupported": bool(stuck)}
 
     def undo(self, record: dict[str, Any], ctx: Context) -> Outcome:
-        from irctl.filters import fleet
-
-        return revert_filters(ctx, set(record["filter_ids"]), fleet.host_refs(record["hosts"]))
+        return undo_block(ctx, record)
 
     def reconcile(self, intent: dict[str, Any], ctx: Context) -> Reconciled:
         from irctl.filters import fleet, spec
@@ -222,7 +225,11 @@ class FilterBlock(BaseAction):
                 Outcome(
                     ok=True,
                     output={"filter_ids": sorted(ids)},
-                    undo={"filter_ids": sorted(ids), "hosts": fleet.host_dicts(with_ids)},
+                    undo={
+                        "filter_ids": sorted(ids),
+                        "hosts": fleet.host_dicts(with_ids),
+                        "cluster": params.cluster,
+                    },
                 ),
                 detail=f"present on all {len(hosts)} host(s)",
             )

@@ -66,6 +66,79 @@ def revert_filters(ctx: Context, ids: set[str], hosts: list[HostRef]) -> Outcome
     )
 
 
+def block_history(ctx: Context, ids: set[str]) -> tuple[str | None, set[str]]:
+    """From the journal: the cluster the block of `ids` went to, and the hosts (by name)
+    where a successful `nft.revert` of all of `ids` came after that block."""
+    cluster, applied_at = None, 0
+    done: dict[str, int] = {}
+    intents: dict[int, dict[str, Any]] = {}
+    for rec in ctx.journal.records():
+        event, action = rec.get("event"), rec.get("action")
+        raw = rec.get("params")
+        params: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if event == "intent" and action == "nft.block" and ids & set(params.get("filter_ids", [])):
+            applied_at, cluster = int(rec["seq"]), params.get("cluster") or cluster
+        elif event == "intent" and action == "nft.revert":
+            intents[int(rec["seq"])] = {**rec, "params": params}
+        elif event == "result" and action == "nft.revert" and rec.get("ok"):
+            intent = intents.get(int(rec.get("intent_seq") or 0))
+            if intent is not None and ids <= set(intent["params"].get("filter_ids") or []):
+                for name in intent.get("targets") or []:
+                    done[str(name)] = int(intent["seq"])
+    return cluster, {name for name, seq in done.items() if seq > applied_at}
+
+
+def current_addresses(ctx: Context, cluster: str | None) -> set[str] | None:
+    """The cluster's proxies as they are now (by address); None when that cannot be told."""
+    from irctl.errors import IrctlError
+
+    if not cluster:
+        return None
+    try:
+        return {h.address for h in cluster_hosts(ctx, cluster)}
+    except InputError:  # the cluster has no proxies left at all
+        return set()
+    except IrctlError:  # discovery failed: try every recorded host rather than guess
+        return None
+
+
+def undo_block(ctx: Context, record: dict[str, Any]) -> Outcome:
+    """`filter.block`'s undo, as `filter revert` would: skip what the fleet no longer holds.
+
+    A filter already reverted (the journal has a later `nft.revert` of it on that host) or
+    on a host that is no longer one of the cluster's proxies (replaced, terminated) needs no
+    SSH; trying would only time out on an address that is gone.
+    """
+    from irctl.filters import fleet
+
+    ids = set(record["filter_ids"])
+    hosts = fleet.host_refs(record.get("hosts") or [])
+    notes: list[str] = []
+    journaled_cluster, reverted = block_history(ctx, ids)
+    if skipped := [h.name for h in hosts if h.name in reverted]:
+        notes.append(f"already reverted on {', '.join(skipped)}")
+    hosts = [h for h in hosts if h.name not in reverted]
+    cluster = record.get("cluster") or journaled_cluster
+    current = current_addresses(ctx, cluster) if hosts else None
+    if current is not None:
+        if gone := [h.name for h in hosts if h.address not in current]:
+            notes.append(f"{', '.join(gone)} no longer in {cluster}'s proxies")
+        hosts = [h for h in hosts if h.address in current]
+    note = "; ".join(notes)
+    if not hosts:
+        summary = f"reverted {', '.join(sorted(ids))}: nothing left to remove ({note})"
+        return Outcome(
+            ok=True,
+            output={"filter_ids": sorted(ids), "removed": {}, "note": note, "summary": summary},
+            summary=summary,
+        )
+    outcome = revert_filters(ctx, ids, hosts)
+    if note and outcome.ok:
+        outcome.summary = f"{outcome.summary}; {note}"
+        outcome.output = {**(outcome.output or {}), "skipped": note, "summary": outcome.summary}
+    return outcome
+
+
 class FilterRevert(BaseAction):
     name = "filter.revert"
     description = "remove filters by id from the hosts (idempotent; expired filters succeed)"

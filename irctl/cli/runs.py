@@ -65,12 +65,20 @@ def resume(
     emit_run(result)
 
 
-def rollback(run_id: str = typer.Argument(...), yes: bool = YES) -> None:
-    """Undo what a run did, newest first; each undo journaled."""
+def rollback(
+    run_id: str = typer.Argument(...),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show what would be undone and what cannot be; change nothing"
+    ),
+    yes: bool = YES,
+) -> None:
+    """Undo what a run did, newest first; each undo journaled. Shows the targets, then asks."""
     from irctl.runbook.runner import rollback_run
 
     app = state()
-    result = rollback_run(app.settings, app.inventory, app.ui_for(yes=yes), run_id, yes=yes)
+    result = rollback_run(
+        app.settings, app.inventory, app.ui_for(yes=yes), run_id, yes=yes, dry_run=dry_run
+    )
     emit_run(result)
 
 

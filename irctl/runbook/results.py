@@ -64,6 +64,7 @@ class RunResult:
     interrupted: bool = False
     journal: str | None = None
     is_rollback: bool = False  # `irctl rollback`: rolled_back is its success
+    plan: dict[str, Any] | None = None  # `irctl rollback`: what it undoes and what it cannot
 
     @property
     def exit_code(self) -> int:
@@ -94,6 +95,8 @@ class RunResult:
             data["error"] = self.error
         if self.undone:
             data["undone"] = self.undone
+        if self.plan is not None:
+            data["rollback_plan"] = self.plan
         if self.interrupted:
             data["interrupted"] = True
         if self.journal:

@@ -8,6 +8,7 @@ from irctl.actions import get_action
 from irctl.actions.base import Context, Outcome
 from irctl.errors import IrctlError, one_line
 from irctl.runbook.state import RunState
+from irctl.ui import UI
 
 
 def rollback(state: RunState, ctx: Context) -> list[dict[str, Any]]:
@@ -50,3 +51,88 @@ def rollback(state: RunState, ctx: Context) -> list[dict[str, Any]]:
             }
         )
     return done
+
+
+def _short(values: Any, limit: int = 10) -> str:
+    items = [str(v) for v in values] if isinstance(values, list) else [str(values)]
+    return ", ".join(items[:limit]) + (
+        f" … {len(items) - limit} more" if len(items) > limit else ""
+    )
+
+
+def undo_targets(record: dict[str, Any]) -> tuple[str, list[str]]:
+    """What undoing a change will touch, read from its undo record: (words, targets)."""
+    if "filter_ids" in record:
+        hosts = [f"{h.get('name')} ({h.get('address')})" for h in record.get("hosts") or []]
+        return f"revert filter(s) {_short(record['filter_ids'])} on {_short(hosts)}", hosts
+    if "new_instance_id" in record:
+        old, new = record.get("old_instance_id"), record.get("new_instance_id")
+        return (
+            f"terminate replacement {new} ({record.get('new_address')}) and bring back "
+            f"{old} ({record.get('old_address')}) as {record.get('proxy')}",
+            [str(new), str(old)],
+        )
+    if "instance_ids" in record:
+        ids = [str(i) for i in record.get("instance_ids") or []]
+        where = f" from {record['cluster']}" if record.get("cluster") else ""
+        return f"deregister and terminate added instance(s) {_short(ids)}{where}", ids
+    return f"undo with {one_line(str(record), 200)}", []
+
+
+def undo_plan(state: RunState) -> dict[str, Any]:
+    """What a rollback of `state` would do, newest first, and what no rollback can undo."""
+    undo = []
+    for rec in state.pending_undo():
+        words, targets = undo_targets(rec["undo"] if isinstance(rec["undo"], dict) else {})
+        undo.append(
+            {
+                "step": rec.get("step"),
+                "item": rec.get("item"),
+                "action": rec["action"],
+                "done_at": rec.get("ts"),
+                "undo": words,
+                "targets": targets,
+            }
+        )
+    irreversible = []
+    for step_id, step in state.steps.items():
+        for item in step.items.values():
+            res = item.result
+            if res and res.get("ok") and res.get("undo") is None:
+                irreversible.append(
+                    {
+                        "step": step_id,
+                        "item": item.key or None,
+                        "action": res.get("action"),
+                        "done_at": res.get("ts"),
+                        "seq": res.get("seq"),
+                        "why": "irreversible: "
+                        + (
+                            "a notification cannot be unsent"
+                            if str(res.get("action", "")).startswith("notify.")
+                            else "its action keeps no undo record (e.g. flushed data, "
+                            "a terminated instance)"
+                        ),
+                    }
+                )
+    irreversible.sort(key=lambda r: -int(r.pop("seq") or 0))
+    already = len(state.undone)
+    return {"undo": undo, "irreversible": irreversible, "already_undone": already}
+
+
+def show_plan(plan: dict[str, Any], ui: UI, run_id: str) -> None:
+    """Print the undo plan: concrete targets first, so the operator knows before saying yes."""
+    if plan["undo"]:
+        ui.info(f"Rollback of run {run_id} would undo, newest first:")
+        for u in plan["undo"]:
+            where = f"{u['step']}" + (f"[{u['item']}]" if u.get("item") else "")
+            ui.info(f"  {where} ({u['action']}, done {u['done_at']}): {u['undo']}")
+    else:
+        ui.info(f"Rollback of run {run_id}: nothing reversible left to undo")
+    if plan["already_undone"]:
+        ui.info(f"  ({plan['already_undone']} change(s) were undone already)")
+    if plan["irreversible"]:
+        ui.info("Cannot be undone (irreversible):")
+        for r in plan["irreversible"]:
+            where = f"{r['step']}" + (f"[{r['item']}]" if r.get("item") else "")
+            ui.info(f"  {where} ({r['action']}, done {r['done_at']}): {r['why']}")

@@ -192,17 +192,26 @@ def rollback_run(
     run_id: str,
     *,
     yes: bool,
+    dry_run: bool = False,
     overrides: dict[type[Any], Any] | None = None,
 ) -> RunResult:
+    """Undo a run's reversible changes newest first; `dry_run` only says what that would do."""
     from irctl.lock import ClusterLock
+    from irctl.runbook.rollback import show_plan, undo_plan
 
     journal = Journal(settings.journal_path)
     state = load_run(journal, run_id)
     if state.dry_run:
         raise RefusedError(f"run {run_id} was a drill and changed nothing", "nothing to roll back")
     result = RunResult(
-        run_id, state.runbook, "rolled_back", False, journal=str(journal.path), is_rollback=True
+        run_id, state.runbook, "rolled_back", dry_run, journal=str(journal.path), is_rollback=True
     )
+    if dry_run:  # no lock, no journal record: a look, like `irctl run --dry-run`
+        plan = undo_plan(state)
+        show_plan(plan, ui, run_id)
+        result.status, result.plan = "planned", plan
+        result.steps = _plan_steps(plan)
+        return result
     # The lock the run itself took: a rollback never races the run, or another rollback.
     key = state.started.get("lock") or state.inputs.get("cluster")
     lock = ClusterLock(settings.locks_dir, str(key)) if key else None
@@ -218,29 +227,37 @@ def rollback_run(
         overrides=overrides,
         runbook=state.runbook,
     )
+    common = {"run_id": run_id, "operator": settings.operator, "runbook": state.runbook}
     try:
         state = load_run(journal, run_id)  # again, under the lock: what is still to undo
-        pending = state.pending_undo()
-        if not pending:
-            result.error = (
-                "nothing to undo: the run made no reversible change, or it was undone already"
+        plan = result.plan = undo_plan(state)
+        show_plan(plan, ui, run_id)
+        kept = [f"{r['step']} ({r['action']})" for r in plan["irreversible"]]
+        if not plan["undo"]:
+            ctx.journal.check_writable()
+            # Journaled all the same: the postmortem shows someone tried, and what stayed.
+            note = "nothing to undo" + (f"; cannot be undone: {', '.join(kept)}" if kept else "")
+            ctx.journal.append("rollback_started", **common, pending=0, irreversible=kept)
+            ctx.journal.append(
+                "run_rolled_back", **common, status="rolled_back", undone=0, note=note
             )
+            result.error = note
+            result.steps = _plan_steps(plan, irreversible_only=True)
             return result
-        for rec in pending:
-            ui.info(
-                f"  undo {rec.get('step')} {rec.get('item') or ''} ({rec['action']}, "
-                f"done {rec.get('ts')})"
-            )
-        if not ui.confirm(f"Undo these {len(pending)} change(s) of run {run_id}, newest first?"):
+        if not ui.confirm(
+            f"Undo these {len(plan['undo'])} change(s) of run {run_id}, newest first?"
+        ):
             result.status, result.error = "aborted", "the operator declined"
             return result
         ctx.journal.check_writable()
-        result.undone = rollback(state, ctx)
-        ok = all(u["ok"] for u in result.undone)
         ctx.journal.append(
-            "run_rolled_back", run_id=run_id, operator=settings.operator,
-            runbook=state.runbook, status="rolled_back" if ok else "failed",
-            undone=len(result.undone),
+            "rollback_started", **common, pending=len(plan["undo"]), irreversible=kept
+        )
+        result.undone = rollback(state, ctx)
+        failed = sum(1 for u in result.undone if not u["ok"])
+        ctx.journal.append(
+            "run_rolled_back", **common, status="failed" if failed else "rolled_back",
+            undone=len(result.undone) - failed, failed=failed or None,
         )  # fmt: skip
     finally:
         ctx.providers.close()
@@ -255,10 +272,21 @@ def rollback_run(
             error=u["error"],
         )
         for u in result.undone
-    ]
+    ] + _plan_steps(plan, irreversible_only=True)
     if not all(u["ok"] for u in result.undone):
         result.status, result.error = "failed", "some undo steps failed; see the journal"
     return result
+
+
+def _plan_steps(plan: dict[str, Any], irreversible_only: bool = False) -> list[StepResult]:
+    """Rows for the run table: what would be undone, and what never can be."""
+    rows = []
+    if not irreversible_only:
+        for u in plan["undo"]:
+            rows.append(StepResult(str(u["step"]), str(u["action"]), "planned", note=u["undo"]))
+    for r in plan["irreversible"]:
+        rows.append(StepResult(str(r["step"]), str(r["action"]), "irreversible", note=r["why"]))
+    return rows
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:

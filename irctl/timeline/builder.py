@@ -13,6 +13,7 @@ from irctl.timeline.model import (
     Event,
     Milestone,
     Record,
+    Rollback,
     Timeline,
     brief,
     kind_of,
@@ -48,6 +49,7 @@ def build_timeline(journal: Journal, run_id: str) -> Timeline:
     except (JournalError, OSError):
         verified = False
     finished = b.finished
+    status = str(finished.get("status")) if finished else "unfinished"
     return Timeline(
         run_id=run_id,
         runbook=str(started.get("runbook", "")),
@@ -55,7 +57,7 @@ def build_timeline(journal: Journal, run_id: str) -> Timeline:
         operators=list(dict.fromkeys(str(r["operator"]) for r in records if r.get("operator"))),
         started_at=started["ts"],
         finished_at=finished["ts"] if finished else None,
-        status=str(finished.get("status")) if finished else "unfinished",
+        status=status,
         inputs=dict(started.get("inputs") or {}),
         journal_verified=verified,
         milestones=b.milestones,
@@ -63,6 +65,8 @@ def build_timeline(journal: Journal, run_id: str) -> Timeline:
         changes=b.changes,
         planned=b.planned,
         events=b.events,
+        rollbacks=b.rollbacks,
+        final_state=b.final_state(status),
     )
 
 
@@ -92,6 +96,20 @@ class _Builder:
         self.diagnosis_ms = 0
         self.finished: Record | None = None
         self.settled: set[int] = set()  # intents whose outcome is known
+        self.by_result: dict[int, Change] = {}  # a step's change, by its result's seq
+        self.irreversible: list[Change] = []  # changes no rollback can undo
+        self.rollbacks: list[Rollback] = []
+        self.rolling: Rollback | None = None  # the rollback in progress
+
+    def final_state(self, status: str) -> str:
+        """What the fleet was left in: a rollback after the run changes the answer."""
+        if not self.rollbacks:
+            return status
+        if any(r.undone for r in self.rollbacks) or status == "rolled_back":
+            last = self.rollbacks[-1]
+            partly = last.failed or last.status != "rolled_back"
+            return "partly rolled back" if partly else "rolled back"
+        return status
 
     def since(self, rec: Record) -> float:
         return round((parse_ts(rec["ts"]) - self.t0).total_seconds(), 3)
@@ -216,41 +234,113 @@ class _Builder:
             detail = notify_detail(output)
         else:
             detail = brief(output) if ok else f"FAILED: {rec.get('error')}"
+        targets = targets_in(rec.get("targets")) or self.targets_of(rec)
+        found = None
         if kind:
-            targets = targets_in(rec.get("targets")) or self.targets_of(rec)
             if kind == "notifications":  # the step succeeds either way; delivery is the news
                 ok = ok and isinstance(output, dict) and bool(output.get("delivered"))
-            self.change(kind, rec, action, ok, detail, targets)
+            found = self.change(kind, rec, action, ok, detail, targets)
+            self.by_result[int(rec["seq"])] = found
+        if rec.get("ok") and rec.get("undo") is None:  # done, and nothing can take it back
+            self.irreversible.append(
+                found
+                or Change(
+                    rec["ts"], rec.get("step"), rec.get("item"), action, targets, True, detail
+                )
+            )
         if ok and kind != "notifications":
             self.milestone("mitigated", rec, f"step {rec.get('step')}")
 
     def on_planned(self, rec: Record, action: str) -> None:
-        plan = self.load(rec.get("plan"))
-        plan = plan if isinstance(plan, dict) else {}
-        summary = one_line(str(plan.get("summary", "")), 200)
-        self.add(rec, "planned", action, f"planned: {summary}", None)
-        lines = [one_line(str(x), 300) for x in plan.get("details") or []]
-        if len(lines) > MAX_PLAN_LINES:
-            lines = [*lines[:MAX_PLAN_LINES], f"… {len(lines) - MAX_PLAN_LINES} more lines"]
+        raw = self.load(rec.get("plan"))
+        # A foreach step journals one record holding a plan per item: each is a change.
+        plans = [p for p in raw if isinstance(p, dict)] if isinstance(raw, list) else [raw]
+        plans = [p if isinstance(p, dict) else {} for p in plans] or [{}]
+        summaries = [one_line(str(p.get("summary", "")), 200) for p in plans]
+        text = summaries[0] + (f" (+{len(plans) - 1} more)" if len(plans) > 1 else "")
+        self.add(rec, "planned", action, f"planned: {text}", None)
         kind = kind_of(action)
-        found = Change(
-            rec["ts"],
-            rec.get("step"),
-            rec.get("item"),
-            action,
-            targets_in(rec.get("targets")),
-            True,
-            summary,
-            lines,
+        for plan, summary in zip(plans, summaries, strict=True):
+            lines = [one_line(str(x), 300) for x in plan.get("details") or []]
+            if len(lines) > MAX_PLAN_LINES:
+                lines = [*lines[:MAX_PLAN_LINES], f"… {len(lines) - MAX_PLAN_LINES} more lines"]
+            own = targets_in(plan.get("targets")) if len(plans) > 1 else []
+            found = Change(
+                rec["ts"],
+                rec.get("step"),
+                rec.get("item"),
+                action,
+                own or targets_in(rec.get("targets")),
+                True,
+                summary,
+                lines,
+            )
+            self.planned.append(found)
+            if kind:
+                self.changes[kind].append(found)
+
+    def rollback_of(self, rec: Record) -> Rollback:
+        if self.rolling is None:  # `on_failure: rollback` journals no start of its own
+            self.rolling = Rollback(rec["ts"], str(rec.get("operator", "")), "unfinished")
+            self.rollbacks.append(self.rolling)
+        return self.rolling
+
+    def close_rollback(self, status: str) -> None:
+        if self.rolling is not None:
+            self.rolling.status = status
+            self.rolling.irreversible = [
+                c for c in self.irreversible if c.ts <= self.rolling.at and c.ok
+            ]
+            self.rolling = None
+
+    def on_rollback_started(self, rec: Record, action: str) -> None:
+        self.close_rollback("unfinished")
+        self.rollback_of(rec)
+        text = f"undo {rec.get('pending', 0)} change(s), newest first"
+        self.add(rec, "undo", "rollback started", text, None, [])
+
+    def on_run_rolled_back(self, rec: Record, action: str) -> None:
+        self.rollback_of(rec)
+        status = str(rec.get("status"))
+        text = f"{status}: {rec.get('undone', 0)} change(s) undone" + (
+            f", {rec['failed']} failed" if rec.get("failed") else ""
         )
-        self.planned.append(found)
-        if kind:
-            self.changes[kind].append(found)
+        if rec.get("note"):
+            text += f" ({rec['note']})"
+        self.add(rec, "undo", "rollback finished", text, status == "rolled_back", [])
+        self.close_rollback(status)
+
+    def on_undo_intent(self, rec: Record, action: str) -> None:
+        self.rollback_of(rec)
 
     def on_undo(self, rec: Record, action: str) -> None:
         ok = bool(rec.get("ok"))
         text = "undone" if ok else f"undo FAILED: {rec.get('error')}"
+        output = self.load(rec.get("output"))
+        if ok and brief(output):
+            text += f": {brief(output)}"
         self.add(rec, "undo", f"undo {action}", text, ok, self.targets_of(rec))
+        rolling = self.rollback_of(rec)
+        undid = self.by_result.get(int(rec.get("undoes") or 0))
+        if undid is not None and ok:
+            undid.undone_at, undid.undone_by = rec["ts"], str(rec.get("operator", ""))
+        shown = undid or Change(
+            rec["ts"], rec.get("step"), rec.get("item"), action, self.targets_of(rec), ok, ""
+        )
+        if ok:
+            rolling.undone.append(shown)
+        else:
+            rolling.failed.append(
+                Change(
+                    rec["ts"],
+                    rec.get("step"),
+                    rec.get("item"),
+                    action,
+                    shown.targets,
+                    False,
+                    f"undo FAILED: {one_line(str(rec.get('error')), 160)}",
+                )
+            )
         if action == "filter.block":
             self.change(
                 "filters_reverted",
@@ -275,6 +365,8 @@ class _Builder:
     def on_run_finished(self, rec: Record, action: str) -> None:
         self.finished = rec
         status = str(rec.get("status"))
+        if self.rolling is not None:  # the engine's own rollback ends with the run
+            self.close_rollback("rolled_back" if status == "rolled_back" else "failed")
         text = status + (f": {rec.get('error')}" if rec.get("error") else "")
         self.add(rec, "run", "run finished", text, status in ("succeeded", "planned"), [])
         if status == "succeeded":

@@ -18,6 +18,15 @@ KINDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("shards_flushed", "Shards flushed", ("cache.flush",)),
     ("notifications", "Notifications", ("notify.",)),
 )
+# What a drill says instead of a count: "would replace 3".
+DRILL_VERBS = {
+    "filters_applied": "apply",
+    "filters_reverted": "revert",
+    "instances_replaced": "replace",
+    "proxies_added": "add",
+    "shards_flushed": "flush",
+    "notifications": "send",
+}
 MAX_TARGETS = 5
 MAX_PLAN_LINES = 8
 Record = dict[str, Any]
@@ -48,6 +57,20 @@ class Change:
     ok: bool
     detail: str
     plan: list[str] = field(default_factory=list)  # drills: the exact calls
+    undone_at: str | None = None  # a rollback undid it (when)
+    undone_by: str | None = None
+
+
+@dataclass
+class Rollback:
+    """One `irctl rollback` (or `on_failure: rollback`): what it undid and what it could not."""
+
+    at: str
+    by: str
+    status: str  # rolled_back, failed (some undo failed), or unfinished
+    undone: list[Change] = field(default_factory=list)
+    failed: list[Change] = field(default_factory=list)
+    irreversible: list[Change] = field(default_factory=list)  # changes no rollback can undo
 
 
 @dataclass
@@ -73,6 +96,8 @@ class Timeline:
     changes: dict[str, list[Change]]
     planned: list[Change]
     events: list[Event]
+    rollbacks: list[Rollback] = field(default_factory=list)
+    final_state: str = ""  # the status, or "rolled back" / "partly rolled back" after a rollback
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
