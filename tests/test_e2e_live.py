@@ -152,7 +152,7 @@ def test_backend_failure_in_a_terminal_after_the_backend_is_back(e2e_lab: E2eLab
     )
     transcript: list[str] = []
     try:
-        child.expect(r"Run step 'tell-investigating'")
+        child.expect(r"Run step 'tell-identified'")
         child.sendline("y")
         child.expect(r"\[1/1\] memcached is running again")
         # The operator's part of the runbook, done for real before acknowledging it.
