@@ -53,6 +53,9 @@ def rollback(state: RunState, ctx: Context) -> list[dict[str, Any]]:
     return done
 
 
+SHOWN_TARGETS = 20
+
+
 def _short(values: Any, limit: int = 10) -> str:
     items = [str(v) for v in values] if isinstance(values, list) else [str(values)]
     return ", ".join(items[:limit]) + (
@@ -64,7 +67,7 @@ def undo_targets(record: dict[str, Any]) -> tuple[str, list[str]]:
     """What undoing a change will touch, read from its undo record: (words, targets)."""
     if "filter_ids" in record:
         hosts = [f"{h.get('name')} ({h.get('address')})" for h in record.get("hosts") or []]
-        return f"revert filter(s) {_short(record['filter_ids'])} on {_short(hosts)}", hosts
+        return f"revert filter(s) {_short(record['filter_ids'])} on {len(hosts)} host(s)", hosts
     if "new_instance_id" in record:
         old, new = record.get("old_instance_id"), record.get("new_instance_id")
         return (
@@ -127,6 +130,11 @@ def show_plan(plan: dict[str, Any], ui: UI, run_id: str) -> None:
         for u in plan["undo"]:
             where = f"{u['step']}" + (f"[{u['item']}]" if u.get("item") else "")
             ui.info(f"  {where} ({u['action']}, done {u['done_at']}): {u['undo']}")
+            # One target a line: an operator checks ids and addresses before saying yes.
+            for target in u["targets"][:SHOWN_TARGETS]:
+                ui.info(f"      {target}")
+            if len(u["targets"]) > SHOWN_TARGETS:
+                ui.info(f"      … {len(u['targets']) - SHOWN_TARGETS} more")
     else:
         ui.info(f"Rollback of run {run_id}: nothing reversible left to undo")
     if plan["already_undone"]:
