@@ -745,3 +745,36 @@ def test_resume_reconciliation_settles_the_in_doubt_change(journal: Journal, wri
         (62.0, "hana", "cache.flush", "succeeded in 3s: flushed=shard-1"),
         (66.0, "hana", "run finished", "succeeded"),
     ]
+
+
+def test_drill_counts_each_planned_item_and_says_would(journal: Journal, write: Writer) -> None:
+    r = {"run_id": "r-plan", "runbook": "rb", "dry_run": True, "operator": "gil"}
+    write(0, "run_started", **r, inputs={})
+    write(1, "step_started", **r, step="replace", action="aws.replace_proxy")
+    plans = [
+        {"summary": f"replace proxy-{i} (i-{i}) in c1", "details": [f"ec2 RunInstances {i}"],
+         "targets": [f"i-{i}"], "reversible": False, "data": {}, "warnings": []}
+        for i in (1, 2, 3)
+    ]  # fmt: skip
+    write(
+        1.1, "planned", **r, step="replace", action="aws.replace_proxy",
+        targets=["i-1", "i-2", "i-3"], plan=plans,
+    )  # fmt: skip
+    write(1.2, "step_finished", **r, step="replace", action="aws.replace_proxy", status="planned")
+    write(2, "run_finished", **r, status="planned")
+    md = render_markdown(build_timeline(journal, "r-plan")).splitlines()
+    at = md.index("- **Instances replaced:** would replace 3")
+    assert md[at + 1 : at + 4] == [
+        f"  - 20:00:01 `replace` aws.replace_proxy on i-{i}: replace proxy-{i} (i-{i}) in c1"
+        for i in (1, 2, 3)
+    ]
+    assert "| 20:00:01 | +1.1s | gil | replace | aws.replace_proxy | i-1, i-2, i-3 | planned: " \
+        "replace proxy-1 (i-1) in c1 (+2 more) |" in md  # fmt: skip
+
+
+def test_step_and_item_cannot_break_code_spans() -> None:
+    from irctl.cli.timeline import code, where
+
+    assert where("replace", '"proxy-1"') == '`replace` ["proxy-1"]'
+    assert where("odd`step", "a]b[`c") == "``odd`step`` [a\\]b\\[\\`c]"
+    assert code("`x") == "`` `x ``"
