@@ -124,3 +124,22 @@ def test_second_rollback_has_nothing_left(
     assert "  (1 change(s) were undone already)" in ui.lines
     t = build_timeline(ctx.journal, result.run_id)
     assert [len(r.undone) for r in t.rollbacks] == [1, 0] and t.final_state == "rolled back"
+
+
+def test_undo_targets_name_the_instances() -> None:
+    from irctl.runbook.rollback import undo_targets
+
+    words, targets = undo_targets(
+        {"cluster": "c1", "mode": "launch_template", "instance_ids": ["i-a", "i-b"]}
+    )
+    assert words == "deregister and terminate added instance(s) i-a, i-b from c1"
+    assert targets == ["i-a", "i-b"]
+    words, targets = undo_targets(
+        {"proxy": "proxy-1", "old_instance_id": "i-old", "old_address": "198.18.0.2",
+         "new_instance_id": "i-new", "new_address": "198.18.0.9", "kept_old": True}
+    )  # fmt: skip
+    assert words == (
+        "start i-old (198.18.0.2) again as proxy-1, then deregister and terminate the "
+        "replacement i-new (198.18.0.9)"
+    )
+    assert targets == ["i-new", "i-old"]

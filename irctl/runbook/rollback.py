@@ -71,8 +71,8 @@ def undo_targets(record: dict[str, Any]) -> tuple[str, list[str]]:
     if "new_instance_id" in record:
         old, new = record.get("old_instance_id"), record.get("new_instance_id")
         return (
-            f"terminate replacement {new} ({record.get('new_address')}) and bring back "
-            f"{old} ({record.get('old_address')}) as {record.get('proxy')}",
+            f"start {old} ({record.get('old_address')}) again as {record.get('proxy')}, then "
+            f"deregister and terminate the replacement {new} ({record.get('new_address')})",
             [str(new), str(old)],
         )
     if "instance_ids" in record:
