@@ -118,7 +118,10 @@ def render_run(result: RunResult) -> Callable[[Console], None]:
         from rich.markup import escape
         from rich.table import Table
 
-        failed = result.status in ("failed", "aborted") and not result.dry_run
+        # A failed rollback has its own way on (run it again); resume/undo would mislead.
+        failed = (
+            result.status in ("failed", "aborted") and not result.dry_run and not result.is_rollback
+        )
         changed = failed and _changed_anything(result.run_id)
         only = result.steps[0] if len(result.steps) == 1 else None
         if failed and not changed and only and result.runbook.startswith("command-"):
