@@ -136,7 +136,8 @@ class ConsoleUI(QuietUI):
     def show_plan(self, title: str, plan: Plan) -> None:
         self.console.print(f"[bold]{_esc(title)}[/]: {_esc(plan.summary)}")
         for line in plan.details:
-            self.console.print(f"    {line}", markup=False)
+            # Soft wrap: a JSON body or an nft line must stay one line to copy it whole.
+            self.console.print(f"    {line}", markup=False, soft_wrap=True)
         for warning in plan.warnings:
             self.console.print(f"    [yellow]! {_esc(warning)}[/]")
         if plan.details and not plan.reversible:

@@ -92,3 +92,17 @@ def test_cache_stats_fits_and_keeps_addresses(width: int) -> None:
     assert "198.18.52.16:11211: connect to 198.18.52.16:11211 timed out" in text
     if width >= 140:
         assert "version" in header and "flushes" in header and "1.6.21" in text
+
+
+def test_plan_details_are_never_hard_wrapped_mid_token() -> None:
+    from irctl.actions.base import Plan
+    from irctl.ui import ConsoleUI
+
+    body = (
+        '{"status": "identified", "name": "Cache shard failure in lab", "step": "tell-identified"}'
+    )
+    ui = ConsoleUI(assume_yes=True, interactive=False)
+    ui.console = Console(file=io.StringIO(), width=40, highlight=False)
+    ui.show_plan("tell-identified", Plan(summary="post", details=[body], reversible=True))
+    text = ui.console.file.getvalue()  # type: ignore[attr-defined]
+    assert f"    {body}" in text.splitlines(), text  # one line: the terminal wraps it softly

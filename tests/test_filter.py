@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -9,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from irctl.actions.base import Context
 from irctl.actions.filter import BlockParams, FilterBlock, FilterRevert, RevertParams
 from irctl.errors import InputError, RefusedError
 from irctl.filters.listing import list_filters
 from irctl.inventory import Inventory
+from irctl.ui import ConsoleUI
 from tests.lab_fixtures import Lab
 
 pytest_plugins = ["tests.lab_fixtures"]
@@ -203,6 +206,9 @@ def test_plan_shows_exact_batch_and_blast_radius_and_changes_nothing(
                 break
         assert plan.data["blast_radius"] == {"proxy-1": 0, "proxy-2": 1, "proxy-3": 0, "proxy-4": 0}
         assert any("proxy-2: 1 established connection" in w for w in plan.warnings)
+        assert any("would be cut" in w for w in plan.warnings)  # a drill's plan
+        live_plan = FilterBlock().plan(p, ctx())
+        assert any("proxy-2: 1 established" in w and "will be cut" in w for w in live_plan.warnings)
         batch = plan.data["batches"]["proxy-1"]
         fid = plan.data["filter_ids"][0]
         element = f"add element inet irctl reject4 {{ {cidr(lab, 0)} . {lab.port} timeout 1800s"
@@ -213,6 +219,7 @@ def test_plan_shows_exact_batch_and_blast_radius_and_changes_nothing(
         out = block(ctx(), cidrs=[cidr(lab, 0)], kill_existing=True)
         assert out.ok, out.error
         assert out.output["kill"]["remaining"]["proxy-2"] == 0
+        assert "1 established connection(s) were cut" in out.summary
         assert not out.output["kill"]["unsupported"]
     finally:
         lab.clients[0].stop()
@@ -284,6 +291,16 @@ def test_revert_of_an_unknown_id_is_refused_not_silently_ok(
     assert connect(lab, 0)[0] == "refused"  # nothing changed
     other = ctx(run_id="run-elsewhere")  # a journal-less revert still finds it on the hosts
     other.journal.path = c.journal.path.with_name("other.jsonl")
+    # As the operator sees the plan in a narrow pane: a revert is the undo, not an
+    # "irreversible" change, and each nft line stays whole to be copied.
+    plan = FilterRevert().plan(RevertParams(ids=out.output["filter_ids"]), other)
+    ui = ConsoleUI(assume_yes=True, interactive=False)
+    ui.console = Console(file=io.StringIO(), width=60, highlight=False)
+    ui.show_plan("revert", plan)
+    shown = ui.console.file.getvalue()  # type: ignore[attr-defined]
+    assert "undoes the block" in shown and "irreversible" not in shown, shown
+    assert any(len(line) > 60 for line in plan.details)
+    assert all(f"    {line}" in shown.splitlines() for line in plan.details), shown
     assert FilterRevert().run(RevertParams(ids=out.output["filter_ids"]), other).ok
     assert connect(lab, 0)[0] == "connected"
 

@@ -229,3 +229,19 @@ def test_requirements_name_each_missing_package(monkeypatch: pytest.MonkeyPatch)
         "irctl lab needs root (network namespaces need it); nutcracker, nft "
         "(apt-get install nftables nutcracker)"
     )
+
+
+def test_lab_status_says_faults_as_text_not_a_dict() -> None:
+    from irctl.cli.lab import fault_line
+
+    loss = {"kind": "loss", "hosts": ["proxy-1", "proxy-2"], "processes": 0, "percent": 30}
+    assert fault_line(loss) == "30% packet loss on proxy-1, proxy-2"
+    storm = {"kind": "storm", "hosts": ["client-1", "proxy-1"], "processes": 2,
+             "connections": 2000, "gone": ["proxy-3"]}  # fmt: skip
+    assert fault_line(storm) == (
+        "storm of 2000 connections (client-1, proxy-1); 2 process(es); replaced since: proxy-3"
+    )
+    killed = {"kind": "kill-backend", "hosts": ["backend-2"], "processes": 0, "pid": 4242}
+    assert fault_line(killed) == "memcached stopped on backend-2 (was pid 4242)"
+    for fault in (loss, storm, killed, {"kind": "new", "hosts": [], "processes": 0, "x": 1}):
+        assert "{" not in fault_line(fault) and "'" not in fault_line(fault)

@@ -58,7 +58,9 @@ class ReplaceProxy(base.BaseAction):
         steps = planned_steps(pre, params, ctx)
         warnings = [f"forced: {pre.forced}"] if pre.forced else []
         if not params.keep_old:
-            warnings.append(f"{pre.old_id} will be terminated: pass keep_old to keep it stopped")
+            warnings.append(
+                f"{pre.old_id} will be terminated: pass keep_old (--keep-old) to keep it stopped"
+            )
         how = f"group {pre.asg_name}" if pre.asg_name else f"template {pre.spec.launch_template}"
         return Plan(
             summary=f"replace {pre.proxy.name} ({pre.old_id}) in {pre.cluster} through {how}",

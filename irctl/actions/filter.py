@@ -42,6 +42,13 @@ class BlockParams(BaseParams):
     partial_ok: bool = False
 
 
+def _cut(output: dict[str, Any]) -> int:
+    """Connections `ss -K` cut: those seen before the block less those still open after it."""
+    before = output["blast_radius"]
+    remaining = output["kill"]["remaining"]
+    return sum(max(0, n - (remaining.get(h) or 0)) for h, n in before.items() if h in remaining)
+
+
 class FilterBlock(BaseAction):
     name = "filter.block"
     description = "block CIDRs on the service ports of a cluster's proxies (expires in the kernel)"
@@ -66,7 +73,7 @@ class FilterBlock(BaseAction):
         batch = pf.batch
         details = [f"nft -f - on each of {', '.join(names)} (the same batch on every host):"]
         details += batch.rstrip("\n").split("\n")
-        warnings = fleet.blast_radius_lines(pf, params.kill_existing)
+        warnings = fleet.blast_radius_lines(pf, params.kill_existing, ctx.dry_run)
         if pf.errors and not params.partial_ok:
             warnings.append("unreadable hosts: the block will not be applied anywhere")
         return Plan(
@@ -151,6 +158,8 @@ class FilterBlock(BaseAction):
         summary = f"blocked {len(ids)} CIDR(s) on {len(applied)} host(s): {', '.join(ids)}" + (
             f"; {len(output['failed_hosts'])} host(s) failed" if output["failed_hosts"] else ""
         )
+        if params.kill_existing:
+            summary += f"; {_cut(output)} established connection(s) were cut"
         output["summary"] = summary
         return Outcome(
             ok=True,

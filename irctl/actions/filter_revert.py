@@ -183,10 +183,12 @@ class FilterRevert(BaseAction):
                 details.append(f"nft -f - on {r.host.name}:")
                 details += revert_batch(mine).rstrip("\n").split("\n")
         return Plan(
-            summary=f"revert {', '.join(sorted(ids))}: {found} element(s) on the hosts"
-            + ("" if found else " (already expired or reverted)"),
+            summary=f"revert {', '.join(sorted(ids))} (undoes the block): {found} element(s) "
+            "on the hosts" + ("" if found else " (already expired or reverted)"),
             details=details,
             targets=[h.name for h in hosts],
+            # A revert is itself the undo: no "irreversible" warning on taking a filter down.
+            reversible=True,
             data={"filter_ids": sorted(ids), "elements": found},
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from irctl.cli.common import DRY_RUN, YES, emit_run, run_action_command
+from irctl.cli.options import in_range
 
 CLUSTER = typer.Option(..., "--cluster", "-c", help="Cluster name from the inventory")
 
@@ -36,7 +37,9 @@ def replace_proxy(
 
 def scale_proxies(
     cluster: str = CLUSTER,
-    add: int = typer.Option(..., "--add", min=1, max=100, help="How many proxies to add"),
+    add: int = typer.Option(
+        ..., "--add", callback=in_range(1, 100), help="How many proxies to add"
+    ),
     dry_run: bool = DRY_RUN,
     yes: bool = YES,
 ) -> None:

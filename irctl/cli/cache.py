@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from irctl.cli.common import DRY_RUN, YES, emit, emit_run, run_action_command, state
-from irctl.cli.options import usage_error
+from irctl.cli.options import in_range, usage_error
 from irctl.cli.tables import fit_columns
 from irctl.errors import IrctlError, UsageError
 
@@ -84,7 +84,7 @@ def _stats_table(data: dict[str, Any]) -> Callable[[Console], None]:
 def stats(
     cluster: str = CLUSTER,
     shard: list[str] = typer.Option([], "--shard", "-s", help="Only this shard (repeatable)"),
-    concurrency: int = typer.Option(16, "--concurrency", min=1, max=256,
+    concurrency: int = typer.Option(16, "--concurrency", callback=in_range(1, 256),
                                     help="Servers asked at once"),
 ) -> None:  # fmt: skip
     """Per shard and server: reachable, version, uptime, connections, items, hit ratio, flushes."""
@@ -144,7 +144,7 @@ def flush(
     try:
         FlushParams.model_validate(params)  # bad input is refused before a run starts
     except ValidationError as exc:
-        raise usage_error(exc, {"shards": "--shard"}, "cache flush") from None
+        raise usage_error(exc, {"shards": "--shard"}, "cache flush", FlushParams) from None
     title = f"flush cache shards of {cluster}"
     emit_run(run_action_command("cache.flush", params, dry_run=dry_run, yes=yes,
                                 lock_cluster=cluster, title=title))  # fmt: skip

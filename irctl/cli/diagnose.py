@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from irctl.cli.common import emit, state
-from irctl.cli.options import usage_error
+from irctl.cli.options import in_range, usage_error
 from irctl.cli.tables import fit_columns
 from irctl.errors import UsageError
 
@@ -53,7 +53,7 @@ def run_diagnose(params: dict[str, Any]) -> dict[str, Any]:
     try:
         p = model.model_validate({k: v for k, v in params.items() if v is not None})
     except ValidationError as exc:
-        raise usage_error(exc, _FLAGS, "diagnose") from None
+        raise usage_error(exc, _FLAGS, "diagnose", model) from None
     app = state()
     ctx = build_context(app.settings, app.inventory, app.ui, dry_run=False, yes=False)
     try:
@@ -197,19 +197,20 @@ def register(app: typer.Typer) -> None:
         cluster: str = typer.Option(..., "--cluster", "-c", help="The cluster to diagnose"),
         proxy: str = typer.Option(None, "--proxy", help="Only this proxy (name, address, id)"),
         samples: int = typer.Option(
-            20, "--samples", min=1, max=200, help="Operator -> proxy samples per proxy"
+            20, "--samples", callback=in_range(1, 200), help="Operator -> proxy samples per proxy"
         ),
         backend_samples: int = typer.Option(
             10,
             "--backend-samples",
-            min=0,
-            max=100,
+            callback=in_range(0, 100),
             help="Proxy -> backend samples per backend (0: skip)",
         ),
         timeout: str = typer.Option(
             "500ms", "--timeout", help="Per sample (connect + reply): up to 10s"
         ),
-        top: int = typer.Option(10, "--top", min=1, max=100, help="Top clients reported per proxy"),
+        top: int = typer.Option(
+            10, "--top", callback=in_range(1, 100), help="Top clients reported per proxy"
+        ),
         threshold: list[str] = typer.Option(
             [], "--threshold", help="Override a threshold: KEY=NUMBER (repeatable)"
         ),

@@ -8,6 +8,7 @@ import typer
 
 from irctl.cli.common import DRY_RUN, YES, emit, render_run, run_action_command, state
 from irctl.cli.tables import fit_columns
+from irctl.errors import InputError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -67,6 +68,12 @@ def block(
     yes: bool = YES,
 ) -> None:
     """Block CIDRs on the service ports of a cluster's proxies; the kernel expires it."""
+    from irctl.filters.spec import parse_ttl
+
+    try:
+        parse_ttl(ttl, permanent=permanent)  # a malformed --ttl is a usage error, before a run
+    except InputError as exc:
+        raise UsageError(exc.message, exc.hint) from None
     params: dict[str, Any] = {
         "cluster": cluster,
         "cidrs": cidrs,

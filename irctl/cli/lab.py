@@ -95,6 +95,29 @@ def down() -> None:
     emit(data, text)
 
 
+def fault_line(fault: dict[str, Any]) -> str:
+    """A fault from `lab status` as a sentence rather than a dict."""
+    hosts = ", ".join(fault.get("hosts") or []) or "no host left"
+    kind = fault["kind"]
+    if kind == "loss":
+        text = f"{fault.get('percent')}% packet loss on {hosts}"
+    elif kind == "storm":
+        text = f"storm of {fault.get('connections')} connections ({hosts})"
+    elif kind == "overload":
+        text = f"overload: {fault.get('per_client')} connections from every client to {hosts}"
+    elif kind == "kill-backend":
+        text = f"memcached stopped on {hosts} (was pid {fault.get('pid')})"
+    else:
+        skip = {"kind", "hosts", "processes", "gone"}
+        extra = ", ".join(f"{k} {v}" for k, v in fault.items() if k not in skip)
+        text = f"{kind} on {hosts}" + (f": {extra}" if extra else "")
+    if fault.get("processes"):
+        text += f"; {fault['processes']} process(es)"
+    if fault.get("gone"):
+        text += f"; replaced since: {', '.join(fault['gone'])}"
+    return text
+
+
 @lab_app.command("status")
 def status() -> None:
     """Hosts and daemons, instances in moto with target health, faults in force."""
@@ -127,7 +150,7 @@ def status() -> None:
             )  # fmt: skip
         console.print(table)
         for f in data["faults"]:
-            console.print(f"fault: {f}", markup=False)
+            console.print(f"fault: {fault_line(f)}", markup=False)
         sink = data["sink"]
         sink_state = "" if sink["alive"] else " [red]DEAD[/]"
         console.print(

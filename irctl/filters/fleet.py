@@ -142,9 +142,10 @@ def _refuse_overlaps(pf: Preflight) -> None:
                     )
 
 
-def blast_radius_lines(pf: Preflight, kill: bool) -> list[str]:
+def blast_radius_lines(pf: Preflight, kill: bool, dry_run: bool = False) -> list[str]:
     """One line per host that holds such connections; the quiet hosts summed up in one."""
-    what = "would be cut (--kill-existing)" if kill else "stay open; new ones are refused"
+    cut = "would be cut" if dry_run else "will be cut"
+    what = f"{cut} (--kill-existing)" if kill else "stay open; new ones are refused"
     cidrs = ", ".join(str(s.cidr) for s in pf.specs)
     ports = ",".join(str(p) for p in pf.specs[0].ports)
     busy = [h for h in pf.ready_hosts if pf.views[h.name].established]
