@@ -128,7 +128,7 @@ def render_run(result: RunResult) -> Callable[[Console], None]:
             # A one-step command refused before it changed anything (an unknown shard, a
             # bad filter id): one line, like any other bad input, not a run table.
             reason = only.error or only.reason or result.error or "failed"
-            console.print(f"[bold red]failed[/]: {escape(reason)}")
+            console.print(f"[bold red]{result.status}[/]: {escape(reason)}")
             return
 
         title = f"run {result.run_id} ({result.runbook}){' — drill' if result.dry_run else ''}"
