@@ -247,17 +247,23 @@ def test_lock_list_and_break_are_journaled(tmp_path: Path) -> None:
     try:
         code, locks = run_json(state, "lock", "list")
         assert code == 0 and [(lk["cluster"], lk["holder_alive"]) for lk in locks] == [("c9", True)]
-        refused = irctl(state, "lock", "break", "c9", "--reason", "host died")
+        refused = irctl(state, "lock", "break", "c9", "--reason", "host died", "--force")
         assert refused.returncode == 1 and "no terminal" in refused.stderr
-        code, done = run_json(state, "lock", "break", "c9", "--reason", "host died", "--yes")
-        assert code == 0 and done["previous"]["pid"] == holder.pid
+        # Its holder is alive here: refused without --force, whatever --yes says.
+        alive = irctl(state, "lock", "break", "c9", "--reason", "host died", "--yes")
+        assert alive.returncode == 1 and "--force" in alive.stderr
+        assert (state / "locks" / "c9.lock").exists()
+        code, done = run_json(
+            state, "lock", "break", "c9", "--reason", "host died", "--yes", "--force"
+        )
+        assert code == 0 and done["previous"]["pid"] == holder.pid and done["forced"]
     finally:
         holder.kill()
         holder.wait()
     assert not (state / "locks" / "c9.lock").exists()
     records = [json.loads(x) for x in (state / "journal.jsonl").read_text().splitlines()]
     broken = [r for r in records if r["event"] == "lock_broken"]
-    assert len(broken) == 1 and broken[0]["reason"] == "host died"
+    assert len(broken) == 1 and broken[0]["reason"] == "host died" and broken[0]["forced"]
     assert broken[0]["previous_pid"] == holder.pid
 
 

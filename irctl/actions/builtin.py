@@ -10,6 +10,8 @@ from irctl.actions.base import ActionParams, BaseAction, Context, Effect, Outcom
 from irctl.durations import format_duration, parse_duration
 from irctl.errors import InputError
 
+WAIT_SLICE_S = 0.2
+
 
 class Confirm(BaseAction):
     name = "confirm"
@@ -74,7 +76,12 @@ class Wait(BaseAction):
                 summary=f"drill: would wait {format_duration(seconds)}",
             )
         with ctx.ui.progress(f"waiting {format_duration(seconds)} {params.reason}".strip()):
-            ctx.clock.sleep(seconds)
+            # Slices, not one long sleep: a Ctrl-C, a SIGTERM or the step's timeout stops a
+            # wait within a slice even on a clock that is not woken by the cancel event.
+            end = ctx.clock.monotonic() + seconds
+            while (left := end - ctx.clock.monotonic()) > 0:
+                ctx.check_cancelled()
+                ctx.clock.sleep(min(WAIT_SLICE_S, left))
         return Outcome(
             ok=True, output={"waited_s": seconds}, summary=f"waited {format_duration(seconds)}"
         )

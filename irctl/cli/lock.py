@@ -38,27 +38,43 @@ def list_() -> None:
 def break_(
     cluster: str = typer.Argument(..., help="The cluster whose lock to remove"),
     reason: str = typer.Option(..., "--reason", help="Why (journaled)"),
+    force: bool = typer.Option(
+        False, "--force", help="Break it even though its run is still alive on this host"
+    ),
     yes: bool = YES,
 ) -> None:
-    """Remove a lock whose holder cannot release it (a dead host, a hung process). Journaled."""
-    from irctl.lock import break_lock, list_locks
+    """Remove a lock whose holder cannot release it (a dead host, a hung process). Journaled.
+
+    A run still alive on this host is refused unless --force; a broken run stops before
+    its next change.
+    """
+    from irctl.lock import ClusterLock, break_lock, holder_running, list_locks
 
     app = state()
     held = [lk for lk in list_locks(app.settings.locks_dir) if lk["cluster"] == cluster]
     if held and held[0]["holder_alive"]:
+        info = ClusterLock(app.settings.locks_dir, cluster).read()
+        if not force and info is not None:
+            # Refused before asking; break_lock checks again under the guard.
+            raise holder_running(info)
         app.ui_for(yes=yes).warn(
-            f"the holder (pid {held[0]['pid']}, run {held[0]['run_id']}) is still running"
+            f"the holder (pid {held[0]['pid']}, run {held[0]['run_id']}) is still running; "
+            "it stops before its next change"
         )
     if not app.ui_for(yes=yes).confirm(f"Break the lock of cluster {cluster!r}?"):
         raise RefusedError("the lock was kept", "nothing was changed")
     app.journal.check_writable()
-    info = break_lock(app.settings.locks_dir, cluster)
+    info, alive = break_lock(
+        app.settings.locks_dir, cluster, operator=app.settings.operator, reason=reason,
+        force=force,
+    )  # fmt: skip
     app.journal.append(
         "lock_broken", operator=app.settings.operator, cluster=cluster, reason=reason,
+        forced=bool(alive), holder_alive=alive,
         previous_operator=info.operator, previous_host=info.host, previous_pid=info.pid,
         previous_run=info.run_id, previous_step=info.step,
     )  # fmt: skip
-    data = {"cluster": cluster, "broken": True, "previous": info.__dict__}
+    data = {"cluster": cluster, "broken": True, "forced": bool(alive), "previous": info.__dict__}
     emit(data, f"lock of {cluster} broken (was {info.operator}, run {info.run_id})")
 
 

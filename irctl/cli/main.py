@@ -125,8 +125,11 @@ def _fail(exc: IrctlError, as_json: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from irctl import signals
     from irctl.settings import Settings
 
+    # SIGTERM/SIGHUP take Ctrl-C's path (a run ends journaled, lock released, exit 130).
+    signals.install()
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = False
     debug = False

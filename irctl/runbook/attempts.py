@@ -78,6 +78,8 @@ def one_attempt(
         scope="step",
     )
     if effect is Effect.MUTATE:
+        if sc.guard is not None:
+            sc.guard()  # LockLost: another operator broke the lock; change nothing more
         targets = work.plan.targets if work.plan else []
         intent = journal.append(
             "intent",

@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from irctl import signals
 from irctl.actions import get_action
 from irctl.actions.base import BaseAction, Context, Effect
 from irctl.errors import InputError, JournalError, RefusedError
 from irctl.inventory import as_plain
 from irctl.journal import REDACTED, SECRET_KEY
-from irctl.lock import ClusterLock
+from irctl.lock import ClusterLock, LockLost
 from irctl.runbook.executor import StepContext, StepInterrupted, execute_step
 from irctl.runbook.model import Runbook, resolve_inputs
 from irctl.runbook.reconcile import reconcile_step
@@ -28,6 +29,13 @@ from irctl.runbook.state import STEP_DONE, RunState, load_run
 from irctl.runbook.templating import TemplateFailure, render, step_key
 
 __all__ = ["Engine", "new_run_id", "rollback"]
+
+
+def may_mutate(action: Any) -> bool:
+    # An action whose effect depends on its params (ssh.run) may mutate.
+    return bool(
+        action.effect is Effect.MUTATE or type(action).effect_for is not BaseAction.effect_for
+    )
 
 
 def new_run_id() -> str:
@@ -53,6 +61,7 @@ class Engine:
     extra_started: dict[str, Any] = field(default_factory=dict)
     _last_undone: list[dict[str, Any]] = field(default_factory=list)
     _inventory: dict[str, Any] | None = field(default=None, repr=False)
+    _finished: bool = field(default=False, repr=False)  # run_finished is journaled
 
     # -- public --------------------------------------------------------------
     def start(self, given_inputs: dict[str, Any]) -> RunResult:
@@ -72,7 +81,7 @@ class Engine:
                 **self.extra_started,
             )
             self._note_takeover()
-            return self._loop(None)
+            return self._guarded_loop(None)
         finally:
             self._release()
 
@@ -111,11 +120,24 @@ class Engine:
         try:
             self._journal("run_resumed", host=socket.gethostname(), pid=os.getpid())
             self._note_takeover()
-            return self._loop(state)
+            return self._guarded_loop(state)
         finally:
             self._release()
 
     # -- the loop --------------------------------------------------------------
+    def _guarded_loop(self, state: RunState | None) -> RunResult:
+        try:
+            return self._loop(state)
+        except KeyboardInterrupt:
+            # Ctrl-C/SIGTERM/SIGHUP between steps (not inside one, where the executor
+            # handles it): the run still ends with a record saying how.
+            if not self._finished:
+                sig = {"signal": signals.received[-1]} if signals.received else {}
+                self._journal(
+                    "run_finished", status="aborted", error=signals.interrupted_by(), **sig
+                )
+            raise
+
     def _loop(self, state: RunState | None) -> RunResult:
         ctx = self.ctx
         status, error, interrupted = "succeeded", None, False
@@ -138,6 +160,12 @@ class Engine:
                     status, error = "aborted", refusal
                     break
             if self.lock:
+                try:
+                    if may_mutate(get_action(step.action)):
+                        self.lock.verify()
+                except LockLost as exc:
+                    status, error = "aborted", self._lock_lost(exc)
+                    break
                 self.lock.update_step(step.id)
             ctx.ui.step(step.id, "running", step.title or step.action)
             self._journal("step_started", step=step.id, action=step.action)
@@ -150,6 +178,7 @@ class Engine:
                 done_items=done_items,
                 on_crash=self.on_crash,
                 literal_params=self.literal_params,
+                guard=self.lock.verify if self.lock else None,
             )
             try:
                 result = execute_step(sc)
@@ -163,6 +192,9 @@ class Engine:
                 # the refusal is recorded, and the run stops whatever on_failure says.
                 result = StepResult(step.id, step.action, "declined", error=str(exc))
                 refused = str(exc)
+                if isinstance(exc, LockLost):
+                    result.status = "failed"
+                    refused = self._lock_lost(exc)
             self.results[step.id] = result
             if result.status == "planned":
                 after_planned = True
@@ -179,7 +211,10 @@ class Engine:
             )
             ctx.ui.step(step.id, result.status, result.error or result.reason or result.note or "")
             if interrupted:
-                status, error = "aborted", "interrupted by the operator"
+                status, error = "aborted", signals.interrupted_by()
+                break
+            if refused is not None:
+                status, error = "aborted", refused
                 break
             if result.status == "declined":
                 status = "aborted"
@@ -202,7 +237,9 @@ class Engine:
                 status = "rolled_back"
         if status == "succeeded" and ctx.dry_run:
             status = "planned"
-        self._journal("run_finished", status=status, error=error)
+        extra = {"signal": signals.received[-1]} if interrupted and signals.received else {}
+        self._journal("run_finished", status=status, error=error, **extra)
+        self._finished = True
         if ctx.journal.secrets:
             # What is printed must not show what the journal hides.
             for res in self.results.values():
@@ -266,7 +303,9 @@ class Engine:
         if not pending:
             return []
         ui = self.ctx.ui
-        if ui.interactive:
+        # After SIGTERM/SIGHUP the process was told to end (or its terminal is gone): it
+        # does not sit on a question; the hint below says how to undo.
+        if ui.interactive and not signals.received:
             try:
                 question = f"Roll back the {len(pending)} change(s) this run made?"
                 if ui.confirm(question, always_ask=True):
@@ -303,14 +342,14 @@ class Engine:
         cluster = self.inputs.get("cluster")
         return str(cluster) if cluster else None
 
-    def _mutates(self) -> bool:
-        def may_mutate(action: Any) -> bool:
-            # An action whose effect depends on its params (ssh.run) may mutate.
-            return bool(
-                action.effect is Effect.MUTATE
-                or type(action).effect_for is not BaseAction.effect_for
-            )
+    def _lock_lost(self, exc: LockLost) -> str:
+        """Journal that another operator broke (or took) this run's lock; the run stops."""
+        self._journal("lock_lost", cluster=self.lock.cluster if self.lock else None,
+                      error=exc.message)  # fmt: skip
+        self.ctx.ui.warn(exc.message)
+        return exc.message
 
+    def _mutates(self) -> bool:
         return any(may_mutate(get_action(s.action)) for s in self.runbook.steps)
 
     def _take_lock(self) -> None:

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
 
+from irctl import signals
 from irctl.actions import get_action
 from irctl.actions.base import Action, Context, Effect, Outcome, SystemClock
 from irctl.durations import format_duration, parse_duration
 from irctl.errors import IrctlError, JournalError
+from irctl.lock import LockLost
 from irctl.runbook.attempts import attempts, summarize
 from irctl.runbook.results import StepResult
 from irctl.runbook.templating import TemplateFailure, evaluate, render
@@ -25,6 +28,7 @@ from irctl.runbook.work import StepContext, StepInterrupted, Work, elapsed_ms, i
 __all__ = ["ABANDONED", "StepContext", "StepInterrupted", "execute_step", "item_key"]
 
 GRACE_SECONDS = 10.0  # how long a timed-out action gets to notice its cancel event
+READ_GRACE_SECONDS = 2.0  # how long a cancelled read gets before it is abandoned
 
 
 def execute_step(sc: StepContext) -> StepResult:
@@ -154,6 +158,43 @@ def _prepare(sc: StepContext, action: Action) -> list[Work]:
 ABANDONED: list[str] = []  # items whose thread outlived its timeout or a second Ctrl-C
 
 
+Running = dict[Future[None], tuple[Work, float, threading.Event]]
+
+
+def _interrupt(
+    ctx: Context, action: Action, running: Running, abandon: Callable[[Future[None], str], None]
+) -> None:
+    """First Ctrl-C (or SIGTERM/SIGHUP): reads and waits stop now; a change in flight finishes.
+
+    Cancelling a read loses nothing: it changed nothing and the journal needs no result.
+    A change half made is what must not happen, so only mutations are waited for.
+    """
+    reads = {
+        f: v for f, v in running.items() if action.effect_for(v[0].params) is not Effect.MUTATE
+    }
+    for _, _, cancel in reads.values():
+        cancel.set()  # the clock's sleep and check_cancelled() wake on it
+    changes = [f for f in running if f not in reads]
+    if changes:
+        ctx.ui.warn(
+            "interrupted: letting the action in flight finish and journaling it "
+            "(Ctrl-C again to stop waiting)"
+        )
+    else:
+        ctx.ui.warn("interrupted: stopping the step (it changes nothing)")
+    try:
+        wait(list(reads), timeout=READ_GRACE_SECONDS)
+        for fut in [f for f in reads if not f.done()]:
+            abandon(fut, "interrupted and the read did not stop")
+        wait(changes)
+    except KeyboardInterrupt:
+        for _, _, cancel in running.values():
+            cancel.set()
+        wait(list(running), timeout=GRACE_SECONDS)
+        for fut in [f for f in running if not f.done()]:
+            abandon(fut, "interrupted twice and the action did not stop")
+
+
 def _run_works(
     sc: StepContext, action: Action, works: list[Work], effect: Effect, started: float
 ) -> StepResult:
@@ -171,8 +212,8 @@ def _run_works(
         return summarize(sc, works, effect, started, failures)
     failures = 0
     interrupted = False
-    journal_error: JournalError | None = None
-    running: dict[Future[None], tuple[Work, float, threading.Event]] = {}
+    journal_error: JournalError | LockLost | None = None
+    running: Running = {}
     # Not a `with` block: leaving one waits for every thread, and a hung action must not
     # hold the run hostage past its timeout or a second Ctrl-C.
     pool = ThreadPoolExecutor(max_workers=step.concurrency, thread_name_prefix=f"step-{step.id}")
@@ -185,67 +226,70 @@ def _run_works(
         work.outcome = Outcome.failed(f"{why}; its outcome is unknown (irctl resume reconciles it)")
         ABANDONED.append(f"{step.id}{'[' + work.key + ']' if work.key else ''}")
 
+    def collect(done: set[Future[None]]) -> None:
+        nonlocal failures, journal_error
+        for fut in done:
+            work, _, _ = running.pop(fut)
+            exc = fut.exception()
+            if isinstance(exc, JournalError | LockLost):
+                journal_error = exc
+                work.status, work.outcome = "failed", Outcome.failed(exc.message)
+            elif exc is not None:
+                work.status, work.outcome = "failed", Outcome.failed(f"internal error: {exc}")
+            if work.status == "failed":
+                failures += 1
+        if journal_error is not None:
+            queue.clear()
+        if timeout is not None:
+            for fut, (_work, began, cancel) in list(running.items()):
+                elapsed = time.monotonic() - began
+                if elapsed > timeout:
+                    cancel.set()  # cooperative actions stop at their next sleep or check
+                if elapsed > timeout + min(GRACE_SECONDS, max(1.0, timeout)):
+                    abandon(fut, f"timed out after {format_duration(timeout)} and did not stop")
+                    failures += 1
+
     try:
         while queue or running:
-            while (
-                queue
-                and len(running) < step.concurrency
-                and not interrupted
-                and failures <= step.max_failures
-            ):
-                work = queue.pop(0)
-                cancel = threading.Event()
-                clock = SystemClock(cancel) if isinstance(ctx.clock, SystemClock) else ctx.clock
-                wctx = replace(ctx.for_step(step.id, work.key or None), cancel=cancel, clock=clock)
-                if timeout is not None:
-                    wctx.deadline = wctx.clock.monotonic() + timeout
-                fut = pool.submit(attempts, sc, action, work, effect, wctx)
-                running[fut] = (work, time.monotonic(), cancel)
-            if not running:
-                break
+            # An interrupt (Ctrl-C, SIGTERM, SIGHUP) lands only in `wait` or where `deferred`
+            # ends, both inside this try: every thread started is in `running` by then.
             try:
+                with signals.deferred():
+                    while (
+                        queue
+                        and len(running) < step.concurrency
+                        and not interrupted
+                        and failures <= step.max_failures
+                    ):
+                        work = queue.pop(0)
+                        cancel = threading.Event()
+                        clock = (
+                            SystemClock(cancel) if isinstance(ctx.clock, SystemClock) else ctx.clock
+                        )
+                        wctx = replace(
+                            ctx.for_step(step.id, work.key or None), cancel=cancel, clock=clock
+                        )
+                        if timeout is not None:
+                            wctx.deadline = wctx.clock.monotonic() + timeout
+                        fut = pool.submit(attempts, sc, action, work, effect, wctx)
+                        running[fut] = (work, time.monotonic(), cancel)
+                if not running:
+                    break
                 done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                with signals.deferred():
+                    collect(done)
             except KeyboardInterrupt:
                 interrupted = True
-                ctx.ui.warn(
-                    "interrupted: letting the action in flight finish and journaling it "
-                    "(Ctrl-C again to stop waiting)"
-                )
-                try:
-                    wait(list(running))
-                except KeyboardInterrupt:
-                    for _, _, cancel in running.values():
-                        cancel.set()
-                    wait(list(running), timeout=GRACE_SECONDS)
-                    for fut in [f for f in running if not f.done()]:
-                        abandon(fut, "interrupted twice and the action did not stop")
-                done = {f for f in running if f.done()}
-            for fut in done:
-                work, _, _ = running.pop(fut)
-                exc = fut.exception()
-                if isinstance(exc, JournalError):
-                    journal_error = exc
-                    work.status, work.outcome = "failed", Outcome.failed(exc.message)
-                elif exc is not None:
-                    work.status, work.outcome = "failed", Outcome.failed(f"internal error: {exc}")
-                if work.status == "failed":
-                    failures += 1
-            if journal_error is not None:
                 queue.clear()
-            if timeout is not None:
-                for fut, (_work, began, cancel) in list(running.items()):
-                    elapsed = time.monotonic() - began
-                    if elapsed > timeout:
-                        cancel.set()  # cooperative actions stop at their next sleep or check
-                    if elapsed > timeout + min(GRACE_SECONDS, max(1.0, timeout)):
-                        abandon(fut, f"timed out after {format_duration(timeout)} and did not stop")
-                        failures += 1
+                _interrupt(ctx, action, running, abandon)
+                with signals.deferred():
+                    collect({f for f in running if f.done()})
             if interrupted:
                 queue.clear()
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     if journal_error is not None:
-        # No record, no mutation: the engine stops the run whatever on_failure says.
+        # No record (or no lock), no mutation: the engine stops the run whatever on_failure says.
         raise journal_error
     for work in queue:
         work.status, work.note = "not_run", "failure budget exhausted"

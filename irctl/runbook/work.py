@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,8 @@ class StepContext:
     done_items: dict[str, Any] = field(default_factory=dict)  # key -> output, from the journal
     on_crash: Any = None  # callable(exc) -> str: writes a traceback file, returns its path
     literal_params: bool = False
+    # Raises LockLost unless the cluster lock still names this run: called before each change.
+    guard: Callable[[], None] | None = None
 
 
 class StepInterrupted(Exception):
