@@ -256,3 +256,33 @@ def test_nohup_keeps_ignoring_sighup(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and json.loads(out)["status"] == "succeeded"
+
+
+def test_wait_stops_within_a_slice_even_on_a_clock_the_cancel_does_not_wake(
+    make_ctx: Any,
+) -> None:
+    import threading
+    from dataclasses import replace
+
+    from irctl.actions.base import Cancelled, SystemClock
+    from irctl.actions.builtin import Wait
+
+    ctx = make_ctx()
+    ctx = replace(ctx, clock=SystemClock(threading.Event()), cancel=threading.Event())
+    threading.Timer(0.3, ctx.cancel.set).start()
+    began = time.monotonic()
+    with pytest.raises(Cancelled):
+        Wait().run(Wait.Params(duration="5m"), ctx)
+    assert time.monotonic() - began < 0.8
+
+
+def test_wait_respects_the_steps_deadline(make_ctx: Any) -> None:
+    from irctl.actions.base import Cancelled
+    from irctl.actions.builtin import Wait
+
+    ctx = make_ctx()
+    ctx.deadline = ctx.clock.monotonic() + 0.3
+    began = time.monotonic()
+    with pytest.raises(Cancelled):
+        Wait().run(Wait.Params(duration="1m"), ctx)
+    assert time.monotonic() - began < 0.8
