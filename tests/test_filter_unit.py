@@ -46,9 +46,7 @@ def test_ttl_rules() -> None:
 def test_a_ttl_without_unit_is_refused_not_read_as_seconds(bare: object) -> None:
     with pytest.raises(InputError) as caught:
         fs.parse_ttl(bare, permanent=False)  # type: ignore[arg-type]
-    assert "no unit" in caught.value.message and f"say {bare}s or {bare}m" in str(
-        caught.value.hint
-    )
+    assert "no unit" in caught.value.message and f"say {bare}s or {bare}m" in str(caught.value.hint)
     assert fs.parse_ttl("30s", permanent=False) == 30
 
 
