@@ -126,6 +126,39 @@ def test_unknown_host_is_refused_with_fingerprint_then_accept_new_records_it(
         strict.close()
 
 
+def test_keys_written_to_known_hosts_during_a_run_are_trusted_without_rereading_per_host(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run that replaces machines meets hosts whose keys were recorded after it started
+    # (the provisioning, or the lab's reconciler, writes them): the same provider must
+    # trust them, and must not re-read an unchanged file for every host.
+    from irctl.providers import known_hosts as kh
+
+    known = tmp_path / "known_hosts"
+    first, later = lab.proxies[0], lab.proxies[1]
+    known.write_text(f"{first.address} {lab.host_keys[first.name]}\n")
+    ssh = provider(lab, known_hosts=[known])
+    loads: list[Path] = []
+    real_load = kh.KnownHosts.load
+
+    def counting(self: kh.KnownHosts, path: Path) -> None:
+        loads.append(path)
+        real_load(self, path)
+
+    monkeypatch.setattr(kh.KnownHosts, "load", counting)
+    try:
+        assert ssh.run(HostRef(first.name, first.address), ["true"]).ok
+        with pytest.raises(ProviderError, match="unknown host key"):
+            ssh.run(HostRef(later.name, later.address), ["true"])
+        assert loads == []  # unknown, but the file had not changed: not read again
+        with known.open("a") as fh:
+            fh.write(f"{later.address} {lab.host_keys[later.name]}\n")
+        assert ssh.run(HostRef(later.name, later.address), ["true"]).ok
+        assert loads == [known]  # read once more, because it changed
+    finally:
+        ssh.close()
+
+
 def test_changed_host_key_is_refused_even_with_accept_new(lab: Lab, tmp_path: Path) -> None:
     host, other = lab.proxies[0], lab.proxies[1]
     wrong = tmp_path / "known_hosts"

@@ -147,14 +147,38 @@ class HostKeyPolicy:
         self.accept_new = accept_new
         self.record_path = record_path
         self.hints_path = hints_path
-        self.known = KnownHosts(read_hints(hints_path))
-        for path in known_hosts:
-            self.known.load(path)
+        self._paths = list(known_hosts)
         self._lock = threading.Lock()
+        self.known, self._seen = self._index(read_hints(hints_path))
+
+    def _index(
+        self, hints: dict[str, list[str]]
+    ) -> tuple[KnownHosts, dict[Path, tuple[int, int] | None]]:
+        known = KnownHosts(hints)
+        seen = {path: _stamp(path) for path in self._paths}
+        for path in self._paths:
+            known.load(path)
+        return known, seen
+
+    def refresh(self) -> bool:
+        """Re-index when a known_hosts file changed since it was read, and only then.
+
+        A run that replaces machines meets hosts whose keys were written to known_hosts
+        after the run started (by the provisioning, or the lab's reconciler): they must
+        not read as unknown for the rest of the run. A file that did not change is never
+        read again, so a large known_hosts is still indexed once, not once per host.
+        """
+        with self._lock:
+            if all(_stamp(path) == stamp for path, stamp in self._seen.items()):
+                return False
+            self.known, self._seen = self._index(self.known.hints_json())
+            return True
 
     def key_types(self, name: str) -> set[str]:
         """The key types on record for `name`, so the handshake asks for one we can check."""
         known = self.known.quick(name) or self.known.lookup(name)
+        if not known and self.refresh():
+            known = self.known.lookup(name)
         return {k for k, _ in known}
 
     def check(self, name: str, where: str, key: paramiko.PKey) -> None:
@@ -169,6 +193,10 @@ class HostKeyPolicy:
         known = self.known.lookup(name)
         if offered in known:
             return
+        if self.refresh():
+            known = self.known.lookup(name)
+            if offered in known:
+                return
         if known:
             raise ProviderError(
                 f"{where}: HOST KEY CHANGED: it presents {key.get_name()} {fingerprint(key)}, "
@@ -192,12 +220,23 @@ class HostKeyPolicy:
                 fd = os.open(self.record_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 with os.fdopen(fd, "a") as fh:
                     fh.write(line)
+                if self.record_path in self._seen:
+                    # Our own line is already in the index: not a reason to re-read the file.
+                    self._seen[self.record_path] = _stamp(self.record_path)
             self.known.add_line(line)
 
     def save_hints(self) -> None:
         if self.hints_path is not None and self.known.hints_changed:
             write_hints(self.hints_path, self.known.hints_json())
             self.known.hints_changed = False
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def read_hints(path: Path | None) -> dict[str, list[str]]:
