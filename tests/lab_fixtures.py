@@ -16,6 +16,8 @@ Skips with the reason when not root or a tool is missing.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,3 +134,38 @@ def lab_factory() -> Iterator[Callable[..., Lab]]:
 @pytest.fixture(scope="session")
 def lab(lab_factory: Callable[..., Lab]) -> Lab:
     return lab_factory(proxies=4, clients=2)
+
+
+Irctl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def lab_inventory(lab: Lab, tmp_path: Path) -> Path:
+    """The lab's inventory as a file a test may rewrite (e.g. drop proxies)."""
+    import yaml
+
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(lab.inventory_dict()))
+    return path
+
+
+@pytest.fixture
+def lab_irctl(lab: Lab, tmp_path: Path, lab_inventory: Path) -> Iterator[Irctl]:
+    """`irctl ARGS` as a real process against the lab, as operator carol; afterwards the
+    proxies' irctl table is removed so filters never leak into the next test."""
+    env = dict(
+        os.environ,
+        IRCTL_STATE_DIR=str(tmp_path / "state"),
+        IRCTL_INVENTORY=str(lab_inventory),
+        IRCTL_OPERATOR="carol",
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "irctl", *args],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+
+    yield run
+    for h in lab.proxies:
+        h.run(["nft", "delete", "table", "inet", "irctl"], check=False)

@@ -4,48 +4,26 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.lab_fixtures import Lab
+from tests.lab_fixtures import Irctl, Lab
 
 pytest_plugins = ["tests.lab_fixtures"]
 pytestmark = pytest.mark.root
-Irctl = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def inventory(lab: Lab, tmp_path: Path) -> Path:
-    path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(lab.inventory_dict()))
-    return path
+def inventory(lab_inventory: Path) -> Path:
+    return lab_inventory
 
 
 @pytest.fixture
-def irctl(lab: Lab, tmp_path: Path, inventory: Path) -> Iterator[Irctl]:
-    env = dict(
-        os.environ,
-        IRCTL_STATE_DIR=str(tmp_path / "state"),
-        IRCTL_INVENTORY=str(inventory),
-        IRCTL_OPERATOR="carol",
-    )
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "irctl", *args],
-            capture_output=True, text=True, env=env, timeout=60, check=False,
-        )  # fmt: skip
-
-    yield run
-    for h in lab.proxies:
-        h.run(["nft", "delete", "table", "inet", "irctl"], check=False)
+def irctl(lab_irctl: Irctl) -> Irctl:
+    return lab_irctl
 
 
 def held(lab: Lab) -> list[bool]:
