@@ -99,20 +99,6 @@ def emit(data: Any, text: Callable[[Console], None] | str | None = None) -> None
         console.print(Pretty(data))
 
 
-def _changed_anything(run_id: str) -> bool:
-    """Whether the run journaled any change (an intent): only then are resume and undo hints
-    worth printing. Read only for runs that did not succeed."""
-    try:
-        records = list(state().journal.records(run_id))
-    except Exception:  # a hint is not worth a crash: assume the worst
-        return True
-    # An intent counts unless its result says it failed: in doubt counts as changed.
-    failed = {
-        r.get("intent_seq") for r in records if r.get("event") == "result" and r.get("ok") is False
-    }
-    return any(r.get("event") == "intent" and r.get("seq") not in failed for r in records)
-
-
 def render_run(result: RunResult) -> Callable[[Console], None]:
     def show(console: Console) -> None:
         from rich.markup import escape
@@ -122,7 +108,7 @@ def render_run(result: RunResult) -> Callable[[Console], None]:
         failed = (
             result.status in ("failed", "aborted") and not result.dry_run and not result.is_rollback
         )
-        changed = failed and _changed_anything(result.run_id)
+        changed = failed and result.changed
         only = result.steps[0] if len(result.steps) == 1 else None
         if failed and not changed and only and result.runbook.startswith("command-"):
             # A one-step command refused before it changed anything (an unknown shard, a

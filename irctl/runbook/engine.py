@@ -25,7 +25,7 @@ from irctl.runbook.model import Runbook, resolve_inputs
 from irctl.runbook.reconcile import reconcile_step
 from irctl.runbook.results import RunResult, StepResult
 from irctl.runbook.rollback import rollback
-from irctl.runbook.state import STEP_DONE, RunState, load_run
+from irctl.runbook.state import STEP_DONE, RunState, changed_anything, load_run
 from irctl.runbook.templating import TemplateFailure, render, step_key
 
 __all__ = ["Engine", "new_run_id", "rollback"]
@@ -258,6 +258,8 @@ class Engine:
             journal=str(ctx.journal.path),
         )
         run.undone = undone or self._last_undone
+        if status in ("failed", "aborted") and not ctx.dry_run:
+            run.changed = changed_anything(ctx.journal, ctx.run_id)
         return run
 
     def _inventory_view(self) -> dict[str, Any]:

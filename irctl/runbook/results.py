@@ -64,6 +64,7 @@ class RunResult:
     interrupted: bool = False
     journal: str | None = None
     is_rollback: bool = False  # `irctl rollback`: rolled_back is its success
+    changed: bool = True  # whether a run that did not succeed may have changed the world
     plan: dict[str, Any] | None = None  # `irctl rollback`: what it undoes and what it cannot
 
     @property

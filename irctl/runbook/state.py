@@ -67,6 +67,17 @@ class RunState:
         return [r for r in reversed(self.undoable) if int(r["seq"]) not in self.undone]
 
 
+def changed_anything(journal: Journal, run_id: str) -> bool:
+    """Whether the run journaled a change that may have happened: an intent whose result
+    does not say it failed (one in doubt counts). Only then are resume and undo worth
+    offering."""
+    records = list(journal.records(run_id))
+    failed = {
+        r.get("intent_seq") for r in records if r.get("event") == "result" and r.get("ok") is False
+    }
+    return any(r.get("event") == "intent" and r.get("seq") not in failed for r in records)
+
+
 def load_run(journal: Journal, run_id: str) -> RunState:
     state: RunState | None = None
     for rec in journal.records(run_id, check=True, expand=False):
