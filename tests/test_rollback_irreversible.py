@@ -17,7 +17,7 @@ from irctl.runbook.model import Runbook
 from irctl.runbook.runner import rollback_run
 from irctl.timeline import build_timeline
 from irctl.ui import QuietUI
-from tests.test_timeline_engine import RUNBOOK, _test_actions, server
+from tests.test_timeline_engine import RUNBOOK, _test_actions, notify_inventory, server
 
 __all__ = ["_test_actions", "server"]  # fixtures, used by name
 
@@ -35,19 +35,8 @@ def live(
     make_ctx: Callable[..., Context], server: HTTPServer, steps: list[str], folder: Path
 ) -> Any:
     book = {**RUNBOOK, "steps": [s for s in RUNBOOK["steps"] if s["id"] in steps]}
-    inventory = {
-        "notify": {
-            "slack": {"webhook_url_env": "T_SLACK_URL"},
-            "statuspage": {
-                "page_id": "pg1",
-                "api_key_env": "T_SP_KEY",
-                "base_url": server.url_for("/v1"),
-                "component_ids": {"cache": "cmpC"},
-            },
-        }
-    }
     ctx = make_ctx(
-        inventory,
+        notify_inventory(server),
         step_id=None,
         overrides={HttpProvider: HttpProvider(timeout=2, retries=1, backoff=0.01)},
     )

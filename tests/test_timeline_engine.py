@@ -93,10 +93,9 @@ def server(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> HTTPServe
     return httpserver
 
 
-def start(
-    make_ctx: Callable[..., Context], server: HTTPServer, folder: Path, dry_run: bool = False
-) -> tuple[Any, Context]:
-    inventory = {
+def notify_inventory(server: HTTPServer) -> dict[str, Any]:
+    """Slack and Statuspage pointed at the local recording server."""
+    return {
         "notify": {
             "slack": {"webhook_url_env": "T_SLACK_URL"},
             "statuspage": {
@@ -107,8 +106,13 @@ def start(
             },
         }
     }
+
+
+def start(
+    make_ctx: Callable[..., Context], server: HTTPServer, folder: Path, dry_run: bool = False
+) -> tuple[Any, Context]:
     ctx = make_ctx(
-        inventory,
+        notify_inventory(server),
         step_id=None,
         dry_run=dry_run,
         overrides={HttpProvider: HttpProvider(timeout=2, retries=1, backoff=0.01)},
